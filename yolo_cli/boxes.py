@@ -1,0 +1,160 @@
+"""Box formats, area, IoU (numpy and TensorFlow), clipping, and the letterbox transform.
+
+Formats, as in torchvision / KerasCV:
+  xyxy    (x1, y1, x2, y2) corners, x2 >= x1 and y2 >= y1
+  xywh    (x1, y1, w, h) top-left corner and size (COCO)
+  cxcywh  (cx, cy, w, h) centre and size (YOLO txt, when normalized)
+Inside the library boxes are float32 ``(N, 4)`` xyxy in pixels of the image they belong to;
+other formats exist only at readers and writers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_FORMATS = ("xyxy", "xywh", "cxcywh")
+
+
+def convert(boxes: np.ndarray, src: str, dst: str) -> np.ndarray:
+    """Convert ``(N, 4)`` boxes between ``xyxy``, ``xywh`` and ``cxcywh``; returns float32."""
+    if src not in _FORMATS or dst not in _FORMATS:
+        raise ValueError(f"box formats are {_FORMATS}, got {src!r} -> {dst!r}")
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if src == "xywh":
+        b = np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+    elif src == "cxcywh":
+        b = np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], axis=1)
+    if dst == "xywh":
+        b = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
+    elif dst == "cxcywh":
+        b = np.concatenate([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], axis=1)
+    return b.astype(np.float32)
+
+
+def normalize(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Pixel boxes ``(N, 4)`` (any format) → fractions of the image size."""
+    return (np.asarray(boxes, np.float32) / np.array([width, height] * 2, np.float32)).reshape(
+        -1, 4
+    )
+
+
+def denormalize(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Normalized boxes ``(N, 4)`` (any format) → pixels of a ``width × height`` image."""
+    return (np.asarray(boxes, np.float32) * np.array([width, height] * 2, np.float32)).reshape(
+        -1, 4
+    )
+
+
+def area(boxes: np.ndarray) -> np.ndarray:
+    """Area of ``(N, 4)`` xyxy boxes → ``(N,)``; inverted boxes have area 0."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+
+
+def iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes: ``(N, 4) × (M, 4) → (N, M)`` float32 in [0, 1].
+
+    Pairs whose union is empty (two zero-area boxes) have IoU 0.
+    """
+    a = np.asarray(boxes1, np.float32).reshape(-1, 4)
+    b = np.asarray(boxes2, np.float32).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
+
+
+def iou_wh(wh1: np.ndarray, wh2: np.ndarray) -> np.ndarray:
+    """IoU of box shapes aligned at a common corner: ``(N, 2) × (M, 2) → (N, M)``.
+
+    The distance of YOLOv2 anchor k-means and the anchor choice of target encoding.
+    """
+    a = np.asarray(wh1, np.float32).reshape(-1, 2)
+    b = np.asarray(wh2, np.float32).reshape(-1, 2)
+    inter = np.minimum(a[:, None, 0], b[None, :, 0]) * np.minimum(a[:, None, 1], b[None, :, 1])
+    union = (a[:, 0] * a[:, 1])[:, None] + (b[:, 0] * b[:, 1])[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
+
+
+def iou_tf(boxes1, boxes2):
+    """Pairwise IoU in TensorFlow: ``(..., N, 4) × (..., M, 4) → (..., N, M)``, xyxy.
+
+    Batch dimensions broadcast; empty unions give 0, never NaN.
+    """
+    import tensorflow as tf
+
+    a = tf.convert_to_tensor(boxes1, tf.float32)
+    b = tf.convert_to_tensor(boxes2, tf.float32)
+    a = a[..., :, None, :]
+    b = b[..., None, :, :]
+    lt = tf.maximum(a[..., :2], b[..., :2])
+    rb = tf.minimum(a[..., 2:], b[..., 2:])
+    wh = tf.maximum(rb - lt, 0.0)
+    inter = wh[..., 0] * wh[..., 1]
+
+    def _area(x):
+        return tf.maximum(x[..., 2] - x[..., 0], 0.0) * tf.maximum(x[..., 3] - x[..., 1], 0.0)
+
+    union = _area(a) + _area(b) - inter
+    return tf.math.divide_no_nan(inter, union)
+
+
+def clip(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Clip ``(N, 4)`` xyxy pixel boxes to the image ``[0, width] × [0, height]``."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height)
+    return b
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was fitted into a square model input: ``input = original * scale + pad``.
+
+    scale: one factor for both axes (aspect ratio kept); pad_x, pad_y: border in input pixels.
+    """
+
+    scale: float
+    pad_x: float
+    pad_y: float
+    size: int
+
+    @classmethod
+    def fit(cls, width: int, height: int, size: int) -> Letterbox:
+        """The letterbox that fits a ``width × height`` image centred in a ``size × size`` input."""
+        scale = min(size / width, size / height)
+        new_w, new_h = round(width * scale), round(height * scale)
+        return cls(scale, (size - new_w) // 2, (size - new_h) // 2, size)
+
+    def apply(self, boxes: np.ndarray) -> np.ndarray:
+        """Original-image xyxy pixel boxes ``(N, 4)`` → model-input pixels."""
+        off = np.array([self.pad_x, self.pad_y] * 2, np.float32)
+        return (np.asarray(boxes, np.float32).reshape(-1, 4) * self.scale + off).astype(np.float32)
+
+    def invert(self, boxes: np.ndarray) -> np.ndarray:
+        """Model-input xyxy pixel boxes ``(N, 4)`` → original-image pixels (exact inverse)."""
+        off = np.array([self.pad_x, self.pad_y] * 2, np.float32)
+        return ((np.asarray(boxes, np.float32).reshape(-1, 4) - off) / self.scale).astype(
+            np.float32
+        )
+
+
+def letterbox_image(image: np.ndarray, size: int, fill: int = 114) -> tuple[np.ndarray, Letterbox]:
+    """Resize an ``(H, W, 3)`` uint8 image into ``(size, size, 3)``, aspect kept, grey borders.
+
+    Returns the input image and the :class:`Letterbox` whose ``invert`` maps boxes back.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    lb = Letterbox.fit(w, h, size)
+    new_w, new_h = round(w * lb.scale), round(h * lb.scale)
+    interp = cv2.INTER_AREA if lb.scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
+    out = np.full((size, size, 3), fill, np.uint8)
+    out[int(lb.pad_y) : int(lb.pad_y) + new_h, int(lb.pad_x) : int(lb.pad_x) + new_w] = resized
+    return out, lb

@@ -1,0 +1,49 @@
+"""Product defaults, in one place. Values follow the course notes (see DESIGN.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Defaults:
+    img_size: int = 416
+    stride: int = 32
+    num_anchors: int = 5
+    conf_threshold: float = 0.6
+    nms_iou: float = 0.5
+    eval_iou: float = 0.5
+    eval_conf: float = 0.001
+    max_det: int = 100
+    max_boxes: int = 100
+    lambda_coord: float = 5.0
+    lambda_noobj: float = 0.5
+    ignore_iou: float = 0.6
+    seed: int = 0
+    batch: int = 16
+    epochs: int = 30
+    lr: float = 1e-3
+    warmup_epochs: float = 1.0
+    synth_classes: tuple[str, ...] = ("pedestrian", "car", "motorcycle")
+
+
+DEFAULTS = Defaults()
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = PACKAGE_ROOT / "models" / "default.keras"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+def datasets_root() -> Path:
+    """Where the shared real datasets live: $YOLO_CLI_DATASETS, else ../shared/datasets."""
+    env = os.environ.get("YOLO_CLI_DATASETS")
+    return Path(env) if env else PACKAGE_ROOT.parent / "shared" / "datasets"
+
+
+def cache_dir() -> Path:
+    """Cache for generated data (the synthetic default dataset): $YOLO_CLI_CACHE or ~/.cache."""
+    env = os.environ.get("YOLO_CLI_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "yolo-cli"

@@ -1,0 +1,1 @@
+"""Everything between files on disk and the training tensor: readers, synthetic scenes, pipeline."""

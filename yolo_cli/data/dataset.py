@@ -1,0 +1,73 @@
+"""The in-memory dataset every reader produces and every consumer takes."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sample:
+    """One labelled image: ``boxes (N, 4)`` float32 xyxy pixels, ``classes (N,)`` int32."""
+
+    image: Path
+    boxes: np.ndarray
+    classes: np.ndarray
+    width: int
+    height: int
+
+
+@dataclass
+class Problems:
+    """Per-sample problems found while reading: each is skipped or repaired, and counted.
+
+    ``items`` holds ``(file, kind, message)``; ``kind`` is a short slug (``degenerate-box``,
+    ``clipped-box``, ``unknown-class``, ``corrupt-image``, ``malformed-label``, …).
+    """
+
+    items: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, file: str | Path, kind: str, message: str) -> None:
+        self.items.append((str(file), kind, message))
+        log.warning("%s: %s", file, message)
+
+    def counts(self) -> Counter:
+        return Counter(kind for _, kind, _ in self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def summary(self) -> str:
+        """One line, e.g. ``3 problems: 2 degenerate-box, 1 unknown-class``."""
+        if not self.items:
+            return "no problems"
+        parts = ", ".join(f"{n} {k}" for k, n in self.counts().most_common())
+        return f"{len(self.items)} problems: {parts}"
+
+
+@dataclass
+class Dataset:
+    """Class names + samples. ``format`` is ``voc``, ``coco``, ``yolo`` or ``synth``."""
+
+    names: list[str]
+    samples: list[Sample]
+    format: str
+    root: Path
+    split: str | None = None
+    problems: Problems = field(default_factory=Problems)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def num_objects(self) -> int:
+        return sum(len(s.classes) for s in self.samples)
+
+    def objects_per_class(self) -> dict[str, int]:
+        counts = Counter(int(c) for s in self.samples for c in s.classes)
+        return {name: counts.get(i, 0) for i, name in enumerate(self.names)}

@@ -1,0 +1,179 @@
+"""From the raw model grid to detections: decode, p_c threshold, per-class non-max suppression.
+
+The grid has shape ``(batch, S, S, B, 5 + C)``; per cell and anchor the channels are the course's
+``[p_c, b_x, b_y, b_w, b_h, c_1 … c_C]`` as raw logits ``t``. Decoding follows YOLOv2:
+``x = (sigmoid(t_x) + col) / S``, ``y = (sigmoid(t_y) + row) / S``, ``w = anchor_w · exp(t_w)``,
+``h = anchor_h · exp(t_h)``, ``p_c = sigmoid(t_c)``, class probabilities = softmax.
+Each box takes its most likely class; its score is ``p_c · P(class)``.
+
+Two NMS paths share those semantics: :func:`select` in TensorFlow (batched, runs inside a
+``tf.function`` on any device) and :func:`batched_nms` in numpy (the course's loop, vectorized).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from yolo_cli.boxes import iou
+
+_MAX_LOG_WH = 8.0  # exp(8) ≈ 3000× the anchor: larger is overflow, not a box
+
+
+@dataclass
+class Detections:
+    """Detections of one image: ``boxes (N, 4)`` xyxy pixels, ``scores (N,)``, ``classes (N,)``.
+
+    Sorted by descending score. Coordinates are in the pixels of whichever image the producer
+    states (the original image once the letterbox is undone).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def take(self, index) -> Detections:
+        """The detections at ``index`` (indices or a boolean mask), order kept."""
+        return Detections(self.boxes[index], self.scores[index], self.classes[index])
+
+
+def activate(raw):
+    """Raw logits ``(..., 5 + C)`` → ``[p_c, off_x, off_y, t_w, t_h, P(c_1) … P(c_C)]``.
+
+    ``off_x, off_y`` are the box centre's offset inside its cell, in [0, 1]; ``t_w, t_h`` stay
+    log-space. Targets (:mod:`yolo_cli.targets`) are written in this same activated form.
+    """
+    import tensorflow as tf
+
+    raw = tf.convert_to_tensor(raw, tf.float32)
+    return tf.concat(
+        [tf.sigmoid(raw[..., 0:3]), raw[..., 3:5], tf.nn.softmax(raw[..., 5:], axis=-1)], axis=-1
+    )
+
+
+def grid_to_boxes(grid, anchors, img_size: int):
+    """Activated grid ``(batch, S, S, B, 5 + C)`` → boxes, p_c and class probabilities.
+
+    anchors: ``(B, 2)`` anchor (w, h) in model-input pixels.
+    Returns ``boxes (batch, S·S·B, 4)`` xyxy model-input pixels, ``p_c (batch, S·S·B)``,
+    ``probs (batch, S·S·B, C)``; the flattening order is (row, col, anchor).
+    """
+    import tensorflow as tf
+
+    grid = tf.convert_to_tensor(grid, tf.float32)
+    s = tf.shape(grid)[1]
+    n_anchors = tf.shape(grid)[3]
+    rows, cols = tf.meshgrid(tf.range(s), tf.range(s), indexing="ij")
+    cell = tf.cast(tf.stack([cols, rows], axis=-1), tf.float32)[None, :, :, None, :]
+    s_f = tf.cast(s, tf.float32)
+    centre = (grid[..., 1:3] + cell) / s_f * img_size
+    wh = tf.constant(anchors, tf.float32) * tf.exp(tf.minimum(grid[..., 3:5], _MAX_LOG_WH))
+    boxes = tf.concat([centre - wh / 2, centre + wh / 2], axis=-1)
+    batch = tf.shape(grid)[0]
+    flat = s * s * n_anchors
+    return (
+        tf.reshape(boxes, [batch, flat, 4]),
+        tf.reshape(grid[..., 0], [batch, flat]),
+        tf.reshape(grid[..., 5:], [batch, flat, -1]),
+    )
+
+
+def decode(raw, anchors, img_size: int):
+    """Raw model output ``(batch, S, S, B, 5 + C)`` → ``(boxes, p_c, probs)`` as :func:`grid_to_boxes`."""
+    return grid_to_boxes(activate(raw), anchors, img_size)
+
+
+def select(boxes, p_c, probs, conf_threshold: float, nms_iou: float, max_det: int):
+    """p_c threshold, then per-class NMS, batched, in TensorFlow (``tf.function``-safe).
+
+    boxes ``(batch, N, 4)`` xyxy; p_c ``(batch, N)``; probs ``(batch, N, C)``.
+    Boxes with ``p_c <= conf_threshold`` are discarded; each remaining box competes only within
+    its most likely class, scored ``p_c · P(class)``; a box is suppressed when its IoU with a
+    higher-scoring kept box of its class exceeds ``nms_iou``.
+    Returns padded ``boxes (batch, max_det, 4)``, ``scores (batch, max_det)``,
+    ``classes (batch, max_det)`` int32 and ``count (batch,)``; rows past ``count`` are zeros.
+    """
+    import tensorflow as tf
+
+    num_classes = tf.shape(probs)[-1]
+    cls = tf.argmax(probs, axis=-1, output_type=tf.int32)
+    score = p_c * tf.reduce_max(probs, axis=-1)
+    score = tf.where(p_c > conf_threshold, score, tf.zeros_like(score))
+    per_class = tf.one_hot(cls, num_classes, dtype=tf.float32) * score[..., None]
+    # combined NMS keeps boxes scoring above score_threshold; any kept box has score > 0.
+    nb, ns, nc, count = tf.image.combined_non_max_suppression(
+        boxes[:, :, None, :],
+        per_class,
+        max_output_size_per_class=max_det,
+        max_total_size=max_det,
+        iou_threshold=nms_iou,
+        score_threshold=1e-9,
+        pad_per_class=False,
+        clip_boxes=False,
+    )
+    return nb, ns, tf.cast(nc, tf.int32), count
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-max suppression, the course's loop: indices kept, by descending score.
+
+    boxes ``(N, 4)`` xyxy, scores ``(N,)``. Take the highest-scoring box, keep it, drop every
+    remaining box whose IoU with it exceeds ``iou_threshold``; repeat. Equal scores keep the
+    lower index first (stable sort). The IoU matrix is computed once, vectorized.
+    """
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    if scores.size == 0:
+        return np.zeros(0, np.int64)
+    order = np.argsort(-scores, kind="stable")
+    overlaps = iou(boxes[order], boxes[order])
+    suppressed = np.zeros(len(order), bool)
+    keep = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= overlaps[i] > iou_threshold
+    return order[np.array(keep, np.int64)]
+
+
+def batched_nms(
+    boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float
+) -> np.ndarray:
+    """Per-class NMS: boxes of different classes never suppress each other.
+
+    Shifts each class's boxes by a class-dependent offset larger than every coordinate so that
+    boxes of different classes cannot overlap, then runs one :func:`nms` (torchvision's trick).
+    Returns the kept indices by descending score.
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if boxes.shape[0] == 0:
+        return np.zeros(0, np.int64)
+    span = float(np.abs(boxes).max()) * 2 + 1
+    offset = np.asarray(classes, np.float32).reshape(-1, 1) * span
+    return nms(boxes + offset, scores, iou_threshold)
+
+
+def filter_detections(
+    boxes: np.ndarray,
+    p_c: np.ndarray,
+    probs: np.ndarray,
+    conf_threshold: float,
+    nms_iou: float,
+    max_det: int,
+) -> Detections:
+    """numpy counterpart of :func:`select` for one image: ``(N, 4)``, ``(N,)``, ``(N, C)`` → Detections."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    probs = np.asarray(probs, np.float32).reshape(len(boxes), -1)
+    p_c = np.asarray(p_c, np.float32).reshape(-1)
+    keep = p_c > conf_threshold
+    cls = probs[keep].argmax(axis=-1).astype(np.int32) if keep.any() else np.zeros(0, np.int32)
+    dets = Detections(boxes[keep], p_c[keep] * probs[keep].max(axis=-1, initial=0.0), cls)
+    return dets.take(batched_nms(dets.boxes, dets.scores, dets.classes, nms_iou)[:max_det])
