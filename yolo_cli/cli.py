@@ -37,6 +37,11 @@ def cli(debug: bool) -> None:
     )
 
 
+@cli.group()
+def data() -> None:
+    """Inspect, convert and synthesize datasets."""
+
+
 def main() -> None:
     cli(prog_name="yolo")
 
