@@ -18,6 +18,7 @@ class Defaults:
     eval_conf: float = 0.001
     max_det: int = 100
     max_boxes: int = 100
+    min_visible: float = 0.4  # augmentation drops objects less visible than this after a crop
     lambda_coord: float = 5.0
     lambda_noobj: float = 0.5
     ignore_iou: float = 0.6
