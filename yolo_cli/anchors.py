@@ -1,0 +1,64 @@
+"""Anchor shapes by k-means on box (w, h) with the distance ``1 − IoU`` (YOLOv2)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from yolo_cli.boxes import iou_wh
+
+MAX_ANCHORS = 9
+
+
+def mean_best_iou(wh: np.ndarray, anchors: np.ndarray) -> float:
+    """Mean over boxes ``(N, 2)`` of the IoU with their best-matching anchor ``(K, 2)``."""
+    if len(wh) == 0:
+        return 0.0
+    return float(iou_wh(wh, anchors).max(axis=1).mean())
+
+
+def kmeans_plus_plus(wh: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding under ``1 − IoU``: each next centre drawn ∝ squared distance."""
+    centres = [wh[rng.integers(len(wh))]]
+    for _ in range(1, k):
+        d = 1.0 - iou_wh(wh, np.array(centres)).max(axis=1)
+        p = d**2
+        total = p.sum()
+        idx = rng.integers(len(wh)) if total <= 0 else rng.choice(len(wh), p=p / total)
+        centres.append(wh[idx])
+    return np.array(centres, np.float32)
+
+
+def kmeans_anchors(
+    wh: np.ndarray, k: int, seed: int = 0, max_iter: int = 300
+) -> tuple[np.ndarray, float]:
+    """Cluster box shapes into ``k`` anchors.
+
+    wh: ``(N, 2)`` box widths and heights (any unit; anchors come back in the same unit).
+    Lloyd iterations from a k-means++ start: assign each box to the anchor of highest IoU, move
+    each anchor to the median (w, h) of its boxes, stop when assignments no longer change; the
+    result is kept only if its mean best IoU is at least the start's.
+    Returns anchors ``(k, 2)`` sorted by area and their mean best IoU. Deterministic per seed.
+    """
+    wh = np.asarray(wh, np.float32).reshape(-1, 2)
+    wh = wh[(wh > 0).all(axis=1)]
+    if not 1 <= k <= MAX_ANCHORS:
+        raise ValueError(f"k must be in 1..{MAX_ANCHORS}, got {k}")
+    if len(wh) < k:
+        raise ValueError(f"{len(wh)} boxes cannot make {k} anchors")
+    rng = np.random.default_rng(seed)
+    start = kmeans_plus_plus(wh, k, rng)
+    centres = start.copy()
+    assign = None
+    for _ in range(max_iter):
+        new_assign = iou_wh(wh, centres).argmax(axis=1)
+        if assign is not None and np.array_equal(new_assign, assign):
+            break
+        assign = new_assign
+        for j in range(k):
+            members = wh[assign == j]
+            if len(members):
+                centres[j] = np.median(members, axis=0)
+    if mean_best_iou(wh, centres) < mean_best_iou(wh, start):
+        centres = start
+    centres = centres[np.argsort(centres[:, 0] * centres[:, 1], kind="stable")]
+    return centres.astype(np.float32), mean_best_iou(wh, centres)

@@ -1,0 +1,112 @@
+"""The Keras YOLO grid/anchor model: a Darknet-tiny style backbone and a 1×1 convolutional head.
+
+Input: ``(batch, size, size, 3)`` float32 RGB in 0..255 (the model rescales), ``size`` a multiple
+of the stride 32. Output: raw logits ``(batch, S, S, B, 5 + C)`` with ``S = size / 32`` — the
+course's ``[p_c, b_x, b_y, b_w, b_h, c_1 … c_C]`` per cell and anchor, decoded by
+:mod:`yolo_cli.postprocess`. Only stock Keras layers (no Lambda), so the file loads in safe mode.
+
+The backbone is five blocks of 3×3 conv → BatchNorm → LeakyReLU → 2×2 max pool (stride 32),
+then two 3×3 conv blocks at the coarsest scale. The optional passthrough (YOLOv2) takes the
+stride-16 feature map, squeezes it with a 1×1 conv and folds each 2×2 patch into channels
+(space-to-depth) so small objects keep their finer detail at the 13×13 grid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+STRIDE = 32
+BASE_FILTERS = (16, 32, 64, 128, 256, 512, 512)
+PRIOR_P_C = 0.01  # initial objectness: most cells hold nothing, so start near p_c = 0
+
+
+def block_names(n_blocks: int = len(BASE_FILTERS)) -> list[str]:
+    """Names of the backbone blocks, in order; ``--freeze N`` freezes the first N."""
+    return [f"block{i + 1}" for i in range(n_blocks)]
+
+
+def _conv_bn_leaky(x, filters: int, kernel: int, name: str, strides: int = 1):
+    from keras import layers
+
+    x = layers.Conv2D(
+        filters, kernel, strides, padding="same", use_bias=False, name=f"{name}_conv"
+    )(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.LeakyReLU(0.1, name=f"{name}_act")(x)
+
+
+def _space_to_depth(x, name: str):
+    """``(H, W, C)`` → ``(H/2, W/2, 4C)`` with Reshape/Permute only (safe-mode loadable)."""
+    from keras import layers
+
+    h, w, c = x.shape[1:]
+    x = layers.Reshape((h // 2, 2, w // 2, 2, c), name=f"{name}_split")(x)
+    x = layers.Permute((1, 3, 2, 4, 5), name=f"{name}_permute")(x)
+    return layers.Reshape((h // 2, w // 2, 4 * c), name=f"{name}_fold")(x)
+
+
+def build_model(
+    num_classes: int,
+    anchors: np.ndarray,
+    img_size: int = 416,
+    width: float = 0.5,
+    passthrough: bool = True,
+    name: str = "yolo",
+):
+    """Build the detector.
+
+    num_classes: C; anchors: ``(B, 2)`` (only B is used here); img_size: a multiple of 32;
+    width: multiplier on :data:`BASE_FILTERS` channels (1.0 is tiny-YOLO's widths).
+    Returns an uncompiled ``keras.Model`` with output ``(batch, S, S, B, 5 + C)``.
+    """
+    import keras
+    from keras import layers
+
+    if img_size % STRIDE or img_size < STRIDE:
+        raise ValueError(f"img_size must be a positive multiple of {STRIDE}, got {img_size}")
+    n_anchors = len(np.asarray(anchors).reshape(-1, 2))
+    filters = [max(8, int(round(f * width / 8)) * 8) for f in BASE_FILTERS]
+    names = block_names()
+
+    inputs = keras.Input((img_size, img_size, 3), name="image")
+    x = layers.Rescaling(1 / 255.0, name="rescale")(inputs)
+    fine = None
+    x = _conv_bn_leaky(x, filters[0], 3, names[0], strides=2)
+    for i in range(1, 5):
+        x = _conv_bn_leaky(x, filters[i], 3, names[i])
+        if i == 4:
+            fine = x
+        x = layers.MaxPooling2D(2, name=f"{names[i]}_pool")(x)
+    x = _conv_bn_leaky(x, filters[5], 3, names[5])
+    if passthrough:
+        f = _conv_bn_leaky(fine, max(8, filters[4] // 4), 1, "passthrough")
+        x = layers.Concatenate(name="passthrough_concat")([_space_to_depth(f, "passthrough"), x])
+    x = _conv_bn_leaky(x, filters[6], 3, names[6])
+    s = img_size // STRIDE
+    head = layers.Conv2D(n_anchors * (5 + num_classes), 1, name="head")
+    x = head(x)
+    outputs = layers.Reshape((s, s, n_anchors, 5 + num_classes), name="grid")(x)
+    model = keras.Model(inputs, outputs, name=name)
+
+    kernel, bias = head.get_weights()
+    bias = bias.reshape(n_anchors, 5 + num_classes)
+    bias[:, 0] = math.log(PRIOR_P_C / (1 - PRIOR_P_C))
+    head.set_weights([kernel, bias.reshape(-1)])
+    return model
+
+
+def freeze_blocks(model, n: int) -> list[str]:
+    """Freeze the first ``n`` backbone blocks (transfer learning); returns the frozen layer names.
+
+    BatchNorm layers of frozen blocks run in inference mode (Keras does this for
+    ``trainable = False``), so their statistics stay those of the source model.
+    """
+    prefixes = tuple(f"{b}_" for b in block_names()[:n])
+    frozen = []
+    for layer in model.layers:
+        if layer.name.startswith(prefixes):
+            layer.trainable = False
+            frozen.append(layer.name)
+    return frozen
