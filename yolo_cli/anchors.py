@@ -28,15 +28,32 @@ def kmeans_plus_plus(wh: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
     return np.array(centres, np.float32)
 
 
+def lloyd(wh: np.ndarray, centres: np.ndarray, max_iter: int = 300) -> np.ndarray:
+    """Lloyd iterations under ``1 − IoU``: assign each box to the anchor of highest IoU, move
+    each anchor to the median (w, h) of its boxes, until the assignment stops changing."""
+    centres = centres.copy()
+    assign = None
+    for _ in range(max_iter):
+        new_assign = iou_wh(wh, centres).argmax(axis=1)
+        if assign is not None and np.array_equal(new_assign, assign):
+            break
+        assign = new_assign
+        for j in range(len(centres)):
+            members = wh[assign == j]
+            if len(members):
+                centres[j] = np.median(members, axis=0)
+    return centres
+
+
 def kmeans_anchors(
-    wh: np.ndarray, k: int, seed: int = 0, max_iter: int = 300
+    wh: np.ndarray, k: int, seed: int = 0, restarts: int = 10
 ) -> tuple[np.ndarray, float]:
     """Cluster box shapes into ``k`` anchors.
 
     wh: ``(N, 2)`` box widths and heights (any unit; anchors come back in the same unit).
-    Lloyd iterations from a k-means++ start: assign each box to the anchor of highest IoU, move
-    each anchor to the median (w, h) of its boxes, stop when assignments no longer change; the
-    result is kept only if its mean best IoU is at least the start's.
+    :func:`lloyd` from ``restarts`` k-means++ starts; each run is kept only if it does not lower
+    its start's mean best IoU, and the best run wins (restarts avoid local optima where two
+    seeds fall in one cluster).
     Returns anchors ``(k, 2)`` sorted by area and their mean best IoU. Deterministic per seed.
     """
     wh = np.asarray(wh, np.float32).reshape(-1, 2)
@@ -46,19 +63,14 @@ def kmeans_anchors(
     if len(wh) < k:
         raise ValueError(f"{len(wh)} boxes cannot make {k} anchors")
     rng = np.random.default_rng(seed)
-    start = kmeans_plus_plus(wh, k, rng)
-    centres = start.copy()
-    assign = None
-    for _ in range(max_iter):
-        new_assign = iou_wh(wh, centres).argmax(axis=1)
-        if assign is not None and np.array_equal(new_assign, assign):
-            break
-        assign = new_assign
-        for j in range(k):
-            members = wh[assign == j]
-            if len(members):
-                centres[j] = np.median(members, axis=0)
-    if mean_best_iou(wh, centres) < mean_best_iou(wh, start):
-        centres = start
-    centres = centres[np.argsort(centres[:, 0] * centres[:, 1], kind="stable")]
-    return centres.astype(np.float32), mean_best_iou(wh, centres)
+    best, best_score = None, -1.0
+    for _ in range(restarts):
+        start = kmeans_plus_plus(wh, k, rng)
+        centres = lloyd(wh, start)
+        if mean_best_iou(wh, centres) < mean_best_iou(wh, start):
+            centres = start
+        score = mean_best_iou(wh, centres)
+        if score > best_score:
+            best, best_score = centres, score
+    best = best[np.argsort(best[:, 0] * best[:, 1], kind="stable")]
+    return best.astype(np.float32), best_score

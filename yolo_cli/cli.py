@@ -10,6 +10,7 @@ import sys
 import click
 
 from yolo_cli import __version__
+from yolo_cli.config import DEFAULTS
 from yolo_cli.errors import YoloError
 
 
@@ -40,6 +41,127 @@ def cli(debug: bool) -> None:
 @cli.group()
 def data() -> None:
     """Inspect, convert and synthesize datasets."""
+
+
+def _dataset_path(path: str | None) -> str:
+    """A dataset path from the command line, or the cached synthetic street scenes."""
+    if path is not None:
+        return path
+    from yolo_cli.data.synth import default_synthetic
+
+    return str(default_synthetic())
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path())
+@click.option(
+    "--k", "k", default=DEFAULTS.num_anchors, show_default=True, type=click.IntRange(1, 9)
+)
+@click.option("--img-size", default=DEFAULTS.img_size, show_default=True, help="Model input side.")
+@click.option("--split", default="train", show_default=True)
+@click.option("--seed", default=DEFAULTS.seed, show_default=True)
+def anchors(path: str | None, k: int, img_size: int, split: str, seed: int) -> None:
+    """Anchor shapes by k-means (1 − IoU distance) on a dataset's boxes (default: synthetic)."""
+    from yolo_cli.anchors import kmeans_anchors
+    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.train import scaled_box_shapes
+
+    dataset = load_dataset(_dataset_path(path), split=split)
+    shapes = scaled_box_shapes(dataset, img_size)
+    if len(shapes) < k:
+        raise YoloError(f"{path}: {len(shapes)} boxes cannot make {k} anchors")
+    result, mean_iou = kmeans_anchors(shapes, k, seed=seed)
+    cell = img_size / 32
+    click.echo(f"{len(shapes)} boxes, {k} anchors at input {img_size} (grid cell {cell:g} px)")
+    click.echo(f"{'anchor':>6} {'w px':>8} {'h px':>8} {'w cells':>8} {'h cells':>8}")
+    for i, (w, h) in enumerate(result):
+        click.echo(f"{i:>6} {w:>8.1f} {h:>8.1f} {w / cell:>8.2f} {h / cell:>8.2f}")
+    click.echo(f"mean best IoU: {mean_iou:.3f}")
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path())
+def info(model: str | None) -> None:
+    """Layer table of a model: output shapes, activations, parameters, multiply-adds."""
+    from yolo_cli.config import DEFAULT_MODEL
+    from yolo_cli.modelfile import load_model
+    from yolo_cli.summary import format_table, model_table
+
+    path = model or DEFAULT_MODEL
+    keras_model, meta = load_model(path)
+    click.echo(f"model: {path}")
+    click.echo(f"kind: {meta.kind}   input: {meta.img_size}×{meta.img_size}×3")
+    click.echo(f"classes ({meta.num_classes}): {', '.join(meta.names)}")
+    if meta.anchors:
+        shown = ", ".join(f"{w:g}×{h:g}" for w, h in meta.anchors)
+        click.echo(f"anchors (w×h input px): {shown}")
+    click.echo(format_table(model_table(keras_model)))
+
+
+@cli.command()
+@click.option(
+    "--data",
+    type=click.Path(),
+    help="Dataset (VOC, COCO, YOLO txt). Default: synthetic street scenes.",
+)
+@click.option(
+    "--anchors",
+    "num_anchors",
+    default=DEFAULTS.num_anchors,
+    show_default=True,
+    type=click.IntRange(1, 9),
+    help="Number of anchors (k-means on the training boxes).",
+)
+@click.option("--epochs", default=DEFAULTS.epochs, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--img-size", default=DEFAULTS.img_size, show_default=True, help="Input side, a multiple of 32."
+)
+@click.option("--batch", default=DEFAULTS.batch, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--lr",
+    default=DEFAULTS.lr,
+    show_default=True,
+    help="Peak learning rate (warm-up, then cosine decay).",
+)
+@click.option(
+    "--width", default=0.5, show_default=True, help="Channel width multiplier of the backbone."
+)
+@click.option("--seed", default=DEFAULTS.seed, show_default=True)
+@click.option("--no-augment", is_flag=True, help="Turn off the training augmentations.")
+@click.option("--out", type=click.Path(), help="Run folder (default runs/train/expN).")
+@click.option("--device", default="auto", show_default=True, help="auto|cpu|gpu|gpu:N")
+@click.option(
+    "--strategy",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "none", "mirrored", "multiworker"]),
+)
+@click.option(
+    "--weights", type=click.Path(), help="Initialise from this model file (transfer learning)."
+)
+@click.option(
+    "--freeze",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 7),
+    help="Freeze the first N backbone blocks.",
+)
+@click.option("--resume", type=click.Path(), help="Continue an interrupted run from its folder.")
+@click.option("--max-steps", type=click.IntRange(1), help="Cap steps per epoch (quick checks).")
+def train(resume: str | None, **options) -> None:
+    """Train a YOLO detector; writes best.keras, last.keras and history to the run folder."""
+    from yolo_cli import train as training
+
+    options["augment"] = not options.pop("no_augment")
+    result = training.train(training.TrainConfig(**options), resume=resume)
+    if result.stopped:
+        click.echo(result.stopped, err=True)
+    click.echo(
+        f"{result.epochs_done} epochs; best val mAP@0.5 {result.best_map50:.3f}; "
+        f"weights in {result.run_dir}"
+    )
+    if result.stopped and "interrupted" not in result.stopped:
+        raise SystemExit(1)
 
 
 def main() -> None:

@@ -1,0 +1,84 @@
+"""A model described the way the course tabulates LeNet-5: per layer, output shape, activation
+size, parameters and multiply-adds.
+
+Conv arithmetic from the course: ``n_out = ⌊(n + 2p − f) / s⌋ + 1``; a conv layer has
+``(f · f · n_c + 1) · filters`` parameters (no ``+ 1`` without bias) and does
+``n_out_h · n_out_w · filters · f · f · n_c`` multiply-adds per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class LayerRow:
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    activation_size: int
+    params: int
+    macs: int
+
+
+def conv_output_size(n: int, f: int, s: int = 1, p: int = 0) -> int:
+    """The course's formula ``⌊(n + 2p − f) / s⌋ + 1``."""
+    return (n + 2 * p - f) // s + 1
+
+
+def layer_macs(layer) -> int:
+    """Multiply-adds per image of one Keras layer (0 for layers that do no products)."""
+    from keras import layers
+
+    out = layer.output.shape[1:]
+    if isinstance(layer, layers.Conv2D):
+        kh, kw = layer.kernel_size
+        cin = layer.input.shape[-1] // layer.groups
+        return int(np.prod(out)) * kh * kw * cin
+    if isinstance(layer, layers.Dense):
+        return int(np.prod(out[:-1] or (1,))) * layer.input.shape[-1] * layer.units
+    return 0
+
+
+def model_table(model) -> list[LayerRow]:
+    """One :class:`LayerRow` per layer of a functional/sequential Keras model (input first)."""
+    rows = []
+    for layer in model.layers:
+        shape = tuple(int(d) for d in layer.output.shape[1:])
+        rows.append(
+            LayerRow(
+                name=layer.name,
+                kind=type(layer).__name__,
+                output_shape=shape,
+                activation_size=int(np.prod(shape)),
+                params=int(layer.count_params()),
+                macs=layer_macs(layer),
+            )
+        )
+    return rows
+
+
+def format_table(rows: list[LayerRow]) -> str:
+    """The table as text, with totals (parameters, multiply-adds per image)."""
+    header = f"{'layer':<24} {'type':<20} {'output shape':<18} {'activations':>12} {'params':>10} {'MACs':>14}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        shape = "×".join(str(d) for d in r.output_shape)
+        lines.append(
+            f"{r.name:<24} {r.kind:<20} {shape:<18} {r.activation_size:>12,} {r.params:>10,} {r.macs:>14,}"
+        )
+    lines.append("-" * len(header))
+    params = sum(r.params for r in rows)
+    macs = sum(r.macs for r in rows)
+    lines.append(
+        f"{'total':<64} {sum(r.activation_size for r in rows):>12,} {params:>10,} {macs:>14,}"
+    )
+    lines.append(f"{params:,} parameters; {macs / 1e9:.3f} G multiply-adds per image")
+    return "\n".join(lines)
+
+
+def total_macs(model) -> int:
+    """Multiply-adds per image of the whole model."""
+    return sum(layer_macs(layer) for layer in model.layers)

@@ -1,0 +1,449 @@
+"""Training wiring: data → anchors → model → YoloLoss → one custom loop under any tf.distribute
+strategy → checkpoints, history and plots in a run folder.
+
+One loop serves every strategy (none, mirrored, multiworker): a per-replica step run with
+``strategy.run`` over ``experimental_distribute_dataset``, losses averaged over the global batch.
+A run folder holds ``last.keras`` (weights + optimizer state, written after every epoch and on
+Ctrl-C), ``best.keras`` (best validation mAP@0.5), ``state.json`` (epochs done, best score,
+schedule), ``history.csv`` and ``history.png``. ``resume`` continues from the next epoch with the
+optimizer state, learning-rate schedule and data order of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from yolo_cli.config import DEFAULTS
+from yolo_cli.errors import YoloError
+from yolo_cli.modelfile import ModelMeta
+
+log = logging.getLogger(__name__)
+
+HISTORY_FIELDS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "coord",
+    "obj",
+    "noobj",
+    "cls",
+    "val_loss",
+    "val_map50",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``yolo train`` takes. ``data=None`` means the synthetic street scenes."""
+
+    data: str | None = None
+    out: str | None = None
+    num_anchors: int = DEFAULTS.num_anchors
+    epochs: int = DEFAULTS.epochs
+    img_size: int = DEFAULTS.img_size
+    batch: int = DEFAULTS.batch
+    lr: float = DEFAULTS.lr
+    warmup_epochs: float = DEFAULTS.warmup_epochs
+    seed: int = DEFAULTS.seed
+    width: float = 0.5
+    augment: bool = True
+    device: str = "auto"
+    strategy: str = "auto"
+    weights: str | None = None
+    freeze: int = 0
+    synth_n: int = 2000
+    max_steps: int | None = None  # per epoch; for smoke tests and multi-worker checks
+    extra: dict = field(default_factory=dict)
+
+
+def learning_rate(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``warmup_epochs``, then cosine decay to 5 % of ``lr`` at the end."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _load_splits(cfg: TrainConfig):
+    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.data.synth import default_synthetic
+
+    path = cfg.data if cfg.data is not None else default_synthetic(n=cfg.synth_n, seed=0)
+    train = load_dataset(path, split="train")
+    val = load_dataset(path, split="val")
+    if len(train) == 0:
+        raise YoloError(f"{path}: no training images in the train split")
+    return train, val
+
+
+def scaled_box_shapes(dataset, img_size: int) -> np.ndarray:
+    """Box (w, h) of every object after letterboxing its image to ``img_size`` → ``(N, 2)``."""
+    shapes = []
+    for s in dataset.samples:
+        scale = min(img_size / s.width, img_size / s.height)
+        shapes.append((s.boxes[:, 2:] - s.boxes[:, :2]) * scale)
+    return np.concatenate(shapes) if shapes else np.zeros((0, 2), np.float32)
+
+
+def _transfer_weights(model, source) -> int:
+    """Copy weights layer by layer (by name, where shapes agree); returns how many layers."""
+    by_name = {layer.name: layer for layer in source.layers}
+    copied = 0
+    for layer in model.layers:
+        src = by_name.get(layer.name)
+        if src is None or not layer.weights:
+            continue
+        if [w.shape for w in src.get_weights()] == [w.shape for w in layer.get_weights()]:
+            layer.set_weights(src.get_weights())
+            copied += 1
+    return copied
+
+
+def _plot_history(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax[0].plot(epochs, [r["train_loss"] for r in rows], label="train")
+    ax[0].plot(epochs, [r["val_loss"] for r in rows], label="val")
+    ax[0].set(xlabel="epoch", ylabel="loss per image", title="loss")
+    ax[0].legend()
+    ax[1].plot(epochs, [r["val_map50"] for r in rows], color="tab:green")
+    ax[1].set(xlabel="epoch", ylabel="mAP@0.5", title="validation mAP@0.5", ylim=(0, 1))
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def next_run_dir(base: str | Path) -> Path:
+    """``runs/train/exp``, then ``exp2``, ``exp3`` … (the first that does not exist)."""
+    base = Path(base)
+    candidate, n = base / "exp", 1
+    while candidate.exists():
+        n += 1
+        candidate = base / f"exp{n}"
+    return candidate
+
+
+class Trainer:
+    """Holds a run: strategy, data, model, optimizer, loss, and the run folder's files."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, resume_state: dict | None = None):
+        import keras
+        import tensorflow as tf
+
+        from yolo_cli.anchors import kmeans_anchors
+        from yolo_cli.device import select_device, select_strategy
+        from yolo_cli.loss import YoloLoss
+        from yolo_cli.model import build_model, freeze_blocks
+        from yolo_cli.modelfile import load_model
+
+        self.cfg = cfg
+        self.run_dir = run_dir
+        keras.utils.set_random_seed(cfg.seed)
+        self.device = select_device(cfg.device)
+        self.strategy = select_strategy(cfg.strategy, self.device)
+        self.train_set, self.val_set = _load_splits(cfg)
+        self.names = list(self.train_set.names)
+        if cfg.img_size % 32:
+            raise YoloError(f"--img-size {cfg.img_size}: must be a multiple of 32")
+
+        source = None
+        if resume_state is not None:
+            anchors = np.asarray(resume_state["meta"]["anchors"], np.float32)
+        elif cfg.weights:
+            source, source_meta = load_model(cfg.weights)
+            anchors = np.asarray(source_meta.anchors, np.float32)
+            if len(anchors) != cfg.num_anchors or source_meta.img_size != cfg.img_size:
+                anchors = None
+        else:
+            anchors = None
+        if anchors is None:
+            shapes = scaled_box_shapes(self.train_set, cfg.img_size)
+            if len(shapes) < cfg.num_anchors:
+                raise YoloError(
+                    f"{cfg.data}: too few boxes ({len(shapes)}) for {cfg.num_anchors} anchors"
+                )
+            anchors, mean_iou = kmeans_anchors(shapes, cfg.num_anchors, seed=cfg.seed)
+            log.info(
+                "anchors (k-means, mean best IoU %.3f): %s", mean_iou, anchors.round(1).tolist()
+            )
+        self.anchors = anchors
+        self.meta = ModelMeta(
+            kind="yolo",
+            names=self.names,
+            img_size=cfg.img_size,
+            anchors=anchors.round(3).tolist(),
+            extra={"config": {k: v for k, v in asdict(cfg).items() if k != "extra"}},
+        )
+
+        with self.strategy.scope():
+            self.model = build_model(len(self.names), anchors, cfg.img_size, width=cfg.width)
+            if source is not None:
+                n = _transfer_weights(self.model, source)
+                log.info("initialised %d layers from %s", n, cfg.weights)
+            if cfg.freeze:
+                freeze_blocks(self.model, cfg.freeze)
+            self.optimizer = keras.optimizers.Adam(cfg.lr, clipnorm=10.0)
+            self.model.compile(optimizer=self.optimizer)
+            self.optimizer.build(self.model.trainable_variables)
+        if resume_state is not None:
+            self.model.load_weights(run_dir / "last.keras")
+        self.loss_fn = YoloLoss(anchors, cfg.img_size)
+        self.global_batch = cfg.batch
+        self._train_step = self._make_train_step(tf)
+        self._val_step = self._make_val_step(tf)
+
+    @property
+    def is_chief(self) -> bool:
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        return (
+            resolver is None
+            or resolver.task_type in (None, "chief")
+            or (resolver.task_type == "worker" and resolver.task_id == 0)
+        )
+
+    def _make_train_step(self, tf):
+        model, opt, loss_fn, strategy = self.model, self.optimizer, self.loss_fn, self.strategy
+        global_batch = self.global_batch
+
+        def replica_step(images, targets):
+            with tf.GradientTape() as tape:
+                raw = model(images, training=True)
+                per_image, parts = loss_fn(targets["grid"], targets["boxes"], raw)
+                loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
+            grads = tape.gradient(loss, model.trainable_variables)
+            opt.apply_gradients(zip(grads, model.trainable_variables))
+            return loss, {
+                k: tf.nn.compute_average_loss(v, global_batch_size=global_batch)
+                for k, v in parts.items()
+            }
+
+        @tf.function
+        def step(images, targets):
+            loss, parts = strategy.run(replica_step, args=(images, targets))
+            reduce = tf.distribute.ReduceOp.SUM
+            return strategy.reduce(reduce, loss, axis=None), {
+                k: strategy.reduce(reduce, v, axis=None) for k, v in parts.items()
+            }
+
+        return step
+
+    def _make_val_step(self, tf):
+        model, loss_fn = self.model, self.loss_fn
+
+        @tf.function
+        def step(images, targets):
+            per_image, _ = loss_fn(targets["grid"], targets["boxes"], model(images, training=False))
+            return tf.reduce_sum(per_image), tf.shape(per_image)[0]
+
+        return step
+
+    def steps_per_epoch(self) -> int:
+        steps = len(self.train_set) // self.global_batch
+        if self.cfg.max_steps:
+            steps = min(steps, self.cfg.max_steps)
+        return max(1, steps)
+
+    def _dataset(self, dataset, epoch: int, augment: bool, drop_remainder: bool):
+        from yolo_cli.data.pipeline import make_dataset
+
+        return make_dataset(
+            dataset,
+            self.anchors,
+            self.cfg.img_size,
+            len(self.names),
+            self.global_batch,
+            augment=augment,
+            seed=self.cfg.seed,
+            epoch=epoch,
+            drop_remainder=drop_remainder,
+        )
+
+    def train_epoch(self, epoch: int, show_progress: bool) -> dict:
+        """One pass over the training split; returns mean loss and its parts per image."""
+        import click
+
+        steps = self.steps_per_epoch()
+        ds = self._dataset(self.train_set, epoch, self.cfg.augment, drop_remainder=True).take(steps)
+        dist = self.strategy.experimental_distribute_dataset(ds)
+        totals = {"train_loss": 0.0, **{k: 0.0 for k in ("coord", "obj", "noobj", "cls")}}
+        done = 0
+        bar = click.progressbar(
+            length=steps,
+            label=f"epoch {epoch + 1}/{self.cfg.epochs}",
+            file=sys.stderr if show_progress else open(os.devnull, "w"),  # noqa: SIM115
+            show_pos=True,
+        )
+        with bar:
+            for images, targets in dist:
+                step = epoch * steps + done
+                self.optimizer.learning_rate.assign(learning_rate(step, steps, self.cfg))
+                loss, parts = self._train_step(images, targets)
+                loss = float(loss)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"loss is {loss} at epoch {epoch + 1}, step {done + 1}"
+                    )
+                totals["train_loss"] += loss
+                for k, v in parts.items():
+                    totals[k] += float(v)
+                done += 1
+                bar.update(1)
+        return {k: v / max(done, 1) for k, v in totals.items()}
+
+    def validate(self) -> dict:
+        """Validation loss per image and mAP@0.5 (COCO-style AP, detections at conf 0.001)."""
+        from yolo_cli.data.image import read_image
+        from yolo_cli.inference import Detector, Thresholds
+        from yolo_cli.metrics import evaluate
+
+        if len(self.val_set) == 0:
+            return {"val_loss": float("nan"), "val_map50": float("nan")}
+        total, count = 0.0, 0
+        for images, targets in self._dataset(self.val_set, 0, False, drop_remainder=False):
+            s, n = self._val_step(images, targets)
+            total += float(s)
+            count += int(n)
+        detector = Detector(self.model, self.meta, Thresholds(conf=DEFAULTS.eval_conf))
+        images = (read_image(s.image) for s in self.val_set.samples)
+        detections = list(detector.detect_stream(images, self.global_batch))
+        truth = [(s.boxes, s.classes) for s in self.val_set.samples]
+        result = evaluate(truth, detections, len(self.names), iou_thresholds=(DEFAULTS.eval_iou,))
+        return {"val_loss": total / max(count, 1), "val_map50": float(result.map)}
+
+    def save(self, name: str) -> None:
+        """Write ``name`` (e.g. ``last.keras``) in the run folder atomically (chief only)."""
+        from yolo_cli.modelfile import save_model
+
+        if self.is_chief:
+            save_model(self.model, self.run_dir / name, self.meta)
+
+
+def _write_history(run_dir: Path, rows: list[dict]) -> None:
+    lines = [",".join(HISTORY_FIELDS)]
+    for r in rows:
+        lines.append(
+            ",".join(
+                f"{r[k]:.6g}" if isinstance(r[k], float) else str(r[k]) for k in HISTORY_FIELDS
+            )
+        )
+    _atomic_write_text(run_dir / "history.csv", "\n".join(lines) + "\n")
+    _plot_history(rows, run_dir / "history.png")
+
+
+def _read_history(run_dir: Path) -> list[dict]:
+    path = run_dir / "history.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [
+            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_done: int
+    best_map50: float
+    stopped: str | None = None  # why the run ended early, if it did
+
+
+def train(
+    cfg: TrainConfig, resume: str | Path | None = None, show_progress: bool = True
+) -> TrainResult:
+    """Train a detector (or resume an interrupted run); returns where it wrote what."""
+    if resume is not None:
+        run_dir = Path(resume)
+        state_path = run_dir / "state.json"
+        if not state_path.is_file() or not (run_dir / "last.keras").is_file():
+            raise YoloError(f"{run_dir}: not a resumable run (needs state.json and last.keras)")
+        try:
+            state = json.loads(state_path.read_text())
+            cfg = TrainConfig(**state["config"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise YoloError(f"{state_path}: corrupt run state ({e})") from None
+    else:
+        run_dir = Path(cfg.out) if cfg.out else next_run_dir("runs/train")
+        if (run_dir / "state.json").exists():
+            raise YoloError(
+                f"{run_dir}: already holds a run; use --resume {run_dir} or another --out"
+            )
+        state = None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, run_dir, resume_state=state)
+    rows = _read_history(run_dir) if state else []
+    start = state["epochs_done"] if state else 0
+    best = state["best_map50"] if state else -1.0
+
+    def write_state(epochs_done: int) -> None:
+        if trainer.is_chief:
+            payload = {
+                "config": asdict(cfg),
+                "meta": asdict(trainer.meta),
+                "epochs_done": epochs_done,
+                "best_map50": best,
+            }
+            _atomic_write_text(run_dir / "state.json", json.dumps(payload, indent=1))
+
+    stopped = None
+    epoch = start
+    try:
+        for epoch in range(start, cfg.epochs):
+            train_stats = trainer.train_epoch(epoch, show_progress)
+            val_stats = trainer.validate()
+            row = {
+                "epoch": epoch + 1,
+                "lr": float(trainer.optimizer.learning_rate.numpy()),
+                **train_stats,
+                **val_stats,
+            }
+            rows.append(row)
+            trainer.save("last.keras")
+            if math.isfinite(row["val_map50"]) and row["val_map50"] > best:
+                best = row["val_map50"]
+                trainer.save("best.keras")
+            elif not (run_dir / "best.keras").exists():
+                trainer.save("best.keras")
+            if trainer.is_chief:
+                _write_history(run_dir, rows)
+            write_state(epoch + 1)
+            log.info("epoch %d: %s", epoch + 1, row)
+            if show_progress:
+                print(
+                    f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.3f}  "
+                    f"val loss {row['val_loss']:.3f}  val mAP@0.5 {row['val_map50']:.3f}",
+                    file=sys.stderr,
+                )
+    except FloatingPointError as e:
+        stopped = f"stopped: {e}; kept the last good checkpoint {run_dir / 'last.keras'}"
+    except KeyboardInterrupt:
+        trainer.save("last.keras")
+        write_state(epoch)
+        stopped = f"interrupted in epoch {epoch + 1}; saved {run_dir / 'last.keras'} (resume with --resume {run_dir})"
+    done = len(rows)
+    return TrainResult(run_dir, done, best, stopped)
