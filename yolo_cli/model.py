@@ -33,7 +33,9 @@ def _conv_bn_leaky(x, filters: int, kernel: int, name: str, strides: int = 1):
     x = layers.Conv2D(
         filters, kernel, strides, padding="same", use_bias=False, name=f"{name}_conv"
     )(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    # synchronized: under MirroredStrategy the statistics are those of the global batch, so
+    # training on N replicas computes what one device would
+    x = layers.BatchNormalization(synchronized=True, name=f"{name}_bn")(x)
     return layers.LeakyReLU(0.1, name=f"{name}_act")(x)
 
 

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 from yolo_cli.config import DEFAULTS
 from yolo_cli.errors import YoloError
 from yolo_cli.modelfile import ModelMeta
+from yolo_cli.runs import next_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -137,16 +139,6 @@ def _plot_history(rows: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def next_run_dir(base: str | Path) -> Path:
-    """``runs/train/exp``, then ``exp2``, ``exp3`` … (the first that does not exist)."""
-    base = Path(base)
-    candidate, n = base / "exp", 1
-    while candidate.exists():
-        n += 1
-        candidate = base / f"exp{n}"
-    return candidate
-
-
 class Trainer:
     """Holds a run: strategy, data, model, optimizer, loss, and the run folder's files."""
 
@@ -212,6 +204,12 @@ class Trainer:
         if resume_state is not None:
             self.model.load_weights(run_dir / "last.keras")
         self.loss_fn = YoloLoss(anchors, cfg.img_size)
+        self.augmentation = None
+        if cfg.augment:
+            from yolo_cli.data.augment import Augmentation
+            from yolo_cli.data.pipeline import dataset_colour_basis
+
+            self.augmentation = Augmentation(pca=dataset_colour_basis(self.train_set))
         self.global_batch = cfg.batch
         self._train_step = self._make_train_step(tf)
         self._val_step = self._make_val_step(tf)
@@ -280,39 +278,49 @@ class Trainer:
             seed=self.cfg.seed,
             epoch=epoch,
             drop_remainder=drop_remainder,
+            params=self.augmentation,
         )
 
-    def train_epoch(self, epoch: int, show_progress: bool) -> dict:
-        """One pass over the training split; returns mean loss and its parts per image."""
+    def train_epoch(self, epoch: int, progress: TrainProgress) -> dict:
+        """One pass over the training split from ``progress.step``; returns mean loss and parts.
+
+        ``progress.step`` advances after every step, so an interruption knows exactly where
+        the epoch stopped; the data order of an epoch is fixed by (seed, epoch), so a resumed
+        run skips the batches already seen and sees the rest in the same order.
+        """
         import click
 
         steps = self.steps_per_epoch()
-        ds = self._dataset(self.train_set, epoch, self.cfg.augment, drop_remainder=True).take(steps)
-        dist = self.strategy.experimental_distribute_dataset(ds)
+        ds = self._dataset(self.train_set, epoch, self.cfg.augment, drop_remainder=True)
+        dist = self.strategy.experimental_distribute_dataset(ds.take(steps).skip(progress.step))
         totals = {"train_loss": 0.0, **{k: 0.0 for k in ("coord", "obj", "noobj", "cls")}}
-        done = 0
+        seen = 0
         bar = click.progressbar(
             length=steps,
             label=f"epoch {epoch + 1}/{self.cfg.epochs}",
-            file=sys.stderr if show_progress else open(os.devnull, "w"),  # noqa: SIM115
+            file=sys.stderr if progress.show else open(os.devnull, "w"),  # noqa: SIM115
             show_pos=True,
         )
         with bar:
+            bar.update(progress.step)
             for images, targets in dist:
-                step = epoch * steps + done
+                step = epoch * steps + progress.step
                 self.optimizer.learning_rate.assign(learning_rate(step, steps, self.cfg))
                 loss, parts = self._train_step(images, targets)
                 loss = float(loss)
                 if not math.isfinite(loss):
                     raise FloatingPointError(
-                        f"loss is {loss} at epoch {epoch + 1}, step {done + 1}"
+                        f"loss is {loss} at epoch {epoch + 1}, step {progress.step + 1}"
                     )
                 totals["train_loss"] += loss
                 for k, v in parts.items():
                     totals[k] += float(v)
-                done += 1
+                seen += 1
+                progress.step += 1
                 bar.update(1)
-        return {k: v / max(done, 1) for k, v in totals.items()}
+                if progress.on_step is not None:
+                    progress.on_step(epoch, progress.step, loss)
+        return {k: v / max(seen, 1) for k, v in totals.items()}
 
     def validate(self) -> dict:
         """Validation loss per image and mAP@0.5 (COCO-style AP, detections at conf 0.001)."""
@@ -373,10 +381,30 @@ class TrainResult:
     stopped: str | None = None  # why the run ended early, if it did
 
 
+@dataclass
+class TrainProgress:
+    """Where a run is: completed epochs and steps done in the current one.
+
+    on_step(epoch, step, loss) is called after every step (a progress hook for callers).
+    """
+
+    epochs_done: int = 0
+    step: int = 0
+    show: bool = True
+    on_step: Callable[[int, int, float], None] | None = None
+
+
 def train(
-    cfg: TrainConfig, resume: str | Path | None = None, show_progress: bool = True
+    cfg: TrainConfig,
+    resume: str | Path | None = None,
+    show_progress: bool = True,
+    on_step: Callable[[int, int, float], None] | None = None,
 ) -> TrainResult:
-    """Train a detector (or resume an interrupted run); returns where it wrote what."""
+    """Train a detector, or resume an interrupted run from its folder; returns what it wrote.
+
+    Ctrl-C (KeyboardInterrupt) saves ``last.keras`` with the weights and optimizer state of
+    that moment and records the step reached, so ``resume`` continues exactly there.
+    """
     if resume is not None:
         run_dir = Path(resume)
         state_path = run_dir / "state.json"
@@ -397,24 +425,30 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, run_dir, resume_state=state)
     rows = _read_history(run_dir) if state else []
-    start = state["epochs_done"] if state else 0
+    progress = TrainProgress(
+        epochs_done=state["epochs_done"] if state else 0,
+        step=state.get("step", 0) if state else 0,
+        show=show_progress,
+        on_step=on_step,
+    )
     best = state["best_map50"] if state else -1.0
 
-    def write_state(epochs_done: int) -> None:
+    def write_state() -> None:
         if trainer.is_chief:
             payload = {
                 "config": asdict(cfg),
                 "meta": asdict(trainer.meta),
-                "epochs_done": epochs_done,
+                "epochs_done": progress.epochs_done,
+                "step": progress.step,
                 "best_map50": best,
             }
             _atomic_write_text(run_dir / "state.json", json.dumps(payload, indent=1))
 
     stopped = None
-    epoch = start
     try:
-        for epoch in range(start, cfg.epochs):
-            train_stats = trainer.train_epoch(epoch, show_progress)
+        while progress.epochs_done < cfg.epochs:
+            epoch = progress.epochs_done
+            train_stats = trainer.train_epoch(epoch, progress)
             val_stats = trainer.validate()
             row = {
                 "epoch": epoch + 1,
@@ -423,6 +457,7 @@ def train(
                 **val_stats,
             }
             rows.append(row)
+            progress.epochs_done, progress.step = epoch + 1, 0
             trainer.save("last.keras")
             if math.isfinite(row["val_map50"]) and row["val_map50"] > best:
                 best = row["val_map50"]
@@ -431,7 +466,7 @@ def train(
                 trainer.save("best.keras")
             if trainer.is_chief:
                 _write_history(run_dir, rows)
-            write_state(epoch + 1)
+            write_state()
             log.info("epoch %d: %s", epoch + 1, row)
             if show_progress:
                 print(
@@ -443,7 +478,9 @@ def train(
         stopped = f"stopped: {e}; kept the last good checkpoint {run_dir / 'last.keras'}"
     except KeyboardInterrupt:
         trainer.save("last.keras")
-        write_state(epoch)
-        stopped = f"interrupted in epoch {epoch + 1}; saved {run_dir / 'last.keras'} (resume with --resume {run_dir})"
-    done = len(rows)
-    return TrainResult(run_dir, done, best, stopped)
+        write_state()
+        stopped = (
+            f"interrupted at epoch {progress.epochs_done + 1}, step {progress.step}; "
+            f"saved {run_dir / 'last.keras'} (continue with --resume {run_dir})"
+        )
+    return TrainResult(run_dir, progress.epochs_done, best, stopped)
