@@ -164,6 +164,48 @@ def train(resume: str | None, **options) -> None:
         raise SystemExit(1)
 
 
+@cli.command(name="eval")
+@click.option(
+    "--data", type=click.Path(), help="Labelled dataset. Default: fresh synthetic test scenes."
+)
+@click.option("--split", default="test", show_default=True, help="Split of --data to score on.")
+@click.option("--model", type=click.Path(), help="Model file (default models/default.keras).")
+@click.option(
+    "--predictions",
+    type=click.Path(exists=True),
+    help="Score saved detections instead: a COCO results JSON or a folder of YOLO txt with a confidence column.",
+)
+@click.option(
+    "--iou",
+    default=DEFAULTS.eval_iou,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="IoU for a detection to count as correct.",
+)
+@click.option(
+    "--conf",
+    default=DEFAULTS.eval_conf,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="p_c threshold (low: mAP needs the whole ranking).",
+)
+@click.option("--nms-iou", default=DEFAULTS.nms_iou, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--max-det", default=DEFAULTS.max_det, show_default=True, type=click.IntRange(1))
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--device", default="auto", show_default=True, help="auto|cpu|gpu|gpu:N")
+@click.option("--out", type=click.Path(), help="Run folder (default runs/eval/expN).")
+def eval_(**options) -> None:
+    """Score a model (or saved predictions) on a labelled dataset: AP per class, mAP."""
+    from yolo_cli.evaluate import EvalOptions, format_report, run_eval
+
+    report = run_eval(EvalOptions(**options))
+    if report.problems:
+        click.echo(f"{report.problems.summary()}", err=True)
+    click.echo(f"{report.source} on {report.dataset.root} ({report.dataset.split or 'all'})")
+    click.echo(format_report(report))
+    click.echo(f"wrote {report.run_dir / 'metrics.json'} and {report.run_dir / 'pr_curve.png'}")
+
+
 def main() -> None:
     cli(prog_name="yolo")
 

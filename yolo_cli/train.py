@@ -26,6 +26,7 @@ import numpy as np
 from yolo_cli.config import DEFAULTS
 from yolo_cli.errors import YoloError
 from yolo_cli.modelfile import ModelMeta
+from yolo_cli.plots import plot_history
 from yolo_cli.runs import next_run_dir
 
 log = logging.getLogger(__name__)
@@ -116,27 +117,6 @@ def _transfer_weights(model, source) -> int:
             layer.set_weights(src.get_weights())
             copied += 1
     return copied
-
-
-def _plot_history(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in rows]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax[0].plot(epochs, [r["train_loss"] for r in rows], label="train")
-    ax[0].plot(epochs, [r["val_loss"] for r in rows], label="val")
-    ax[0].set(xlabel="epoch", ylabel="loss per image", title="loss")
-    ax[0].legend()
-    ax[1].plot(epochs, [r["val_map50"] for r in rows], color="tab:green")
-    ax[1].set(xlabel="epoch", ylabel="mAP@0.5", title="validation mAP@0.5", ylim=(0, 1))
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -359,7 +339,7 @@ def _write_history(run_dir: Path, rows: list[dict]) -> None:
             )
         )
     _atomic_write_text(run_dir / "history.csv", "\n".join(lines) + "\n")
-    _plot_history(rows, run_dir / "history.png")
+    plot_history(rows, run_dir / "history.png")
 
 
 def _read_history(run_dir: Path) -> list[dict]:

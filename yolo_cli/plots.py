@@ -1,0 +1,53 @@
+"""The PNG plots a run leaves behind: training history and precision–recall curves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _figure(ncols: int, size: tuple[float, float]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=size)
+
+
+def _save(fig, path: Path, dpi: int) -> None:
+    """Write the figure atomically (temporary file + rename) and free it."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def plot_history(rows: list[dict], path: Path) -> None:
+    """Loss (train, val) and validation mAP@0.5 per epoch from ``history.csv`` rows."""
+    fig, ax = _figure(2, (9, 3.5))
+    epochs = [r["epoch"] for r in rows]
+    ax[0].plot(epochs, [r["train_loss"] for r in rows], label="train")
+    ax[0].plot(epochs, [r["val_loss"] for r in rows], label="val")
+    ax[0].set(xlabel="epoch", ylabel="loss per image", title="loss")
+    ax[0].legend()
+    ax[1].plot(epochs, [r["val_map50"] for r in rows], color="tab:green")
+    ax[1].set(xlabel="epoch", ylabel="mAP@0.5", title="validation mAP@0.5", ylim=(0, 1))
+    _save(fig, path, dpi=80)
+
+
+def plot_pr_curves(result, path: Path) -> None:
+    """Precision–recall curve per class of an :class:`~yolo_cli.metrics.EvalResult` at its
+    first IoU threshold."""
+    fig, ax = _figure(1, (5, 4))
+    for k, (recall, precision) in enumerate(result.curves):
+        if len(recall):
+            ax.plot(recall, precision, label=f"{result.names[k]} AP {result.ap[k, 0]:.3f}")
+    iou = float(result.iou_thresholds[0])
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+    ax.set_title(f"precision–recall @ IoU {iou:g}  (mAP {result.map:.3f})")
+    ax.legend(loc="lower left", fontsize=8)
+    _save(fig, path, dpi=90)
