@@ -45,8 +45,7 @@ _SPLIT_WORDS = {
     "testing": "test",
 }
 
-# Leading bytes of the image formats OpenCV reads; a cheap check that skips decoding.
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*")
+_EXIF_ORIENTATION = 0x0112
 
 
 def _empty_boxes() -> np.ndarray:
@@ -165,6 +164,8 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
     path = Path(path)
     if not path.exists():
         raise YoloError(f"{path}: no such file or directory")
+    if path.is_dir() and not any(path.iterdir()):
+        raise YoloError(f"{path}: empty folder, no dataset in it")
     readers = _readers()
     level = [path]
     for _ in range(3):
@@ -193,35 +194,32 @@ def _select(parts: Parts, split: str | None) -> list[Annotation]:
     return split_samples(parts.get(None, []), split)
 
 
-def _magic_ok(path: Path) -> bool | None:
-    """True/False if the file starts like a known image format or not; None if unknown."""
+def header_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from an image file's header, as :func:`~yolo_cli.data.image.read_image`
+    would return it (EXIF rotations by 90° swap the sides); decodes the file when the header
+    cannot be read. Raises :class:`YoloError` for empty, corrupt or non-image files."""
+    from PIL import Image
+
+    from yolo_cli.data.image import image_size
+
     try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-    except OSError:
-        return False
-    if not head:
-        return False
-    if head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        return True
-    return None
+        with Image.open(path) as im:
+            width, height = im.size
+            if im.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8):
+                width, height = height, width
+            return width, height
+    except Exception:  # Pillow raises many types on bad input; decoding gives the verdict
+        return image_size(path)
 
 
 def _image_sizes(images: list[Path], decode: bool) -> dict[Path, tuple[int, int] | str]:
-    """``(width, height)`` or an error message per image.
-
-    Without ``decode`` only the first bytes are checked (size 0 for "looks fine"); files of a
-    format the check does not know are decoded.
-    """
+    """``(width, height)``, or the reason it cannot be read, of each image: from the header,
+    or by decoding the whole file when ``decode``."""
     from yolo_cli.data.image import image_size
 
     def one(path: Path) -> tuple[int, int] | str:
-        if not decode:
-            ok = _magic_ok(path)
-            if ok is not None:
-                return (0, 0) if ok else "not a readable image (empty, corrupt or not an image)"
         try:
-            return image_size(path)
+            return image_size(path) if decode else header_size(path)
         except YoloError as e:
             return str(e).removeprefix(f"{path}: ")
 
@@ -278,30 +276,24 @@ def _finish(
     records: list[Annotation], names: list[str], problems: Problems, verify: bool
 ) -> list[Sample]:
     """Annotations → samples: images checked, boxes in pixels and checked, problems reported."""
-    usable = [a for a in records if a.usable]
-    decode = {a.image for a in usable if verify or a.size is None}
-    checks = _image_sizes([a.image for a in usable], decode=False)
-    decoded = _image_sizes(sorted(decode), decode=True) if decode else {}
+    sizes = _image_sizes([a.image for a in records if a.usable], decode=verify)
     samples = []
     for a in records:
         for kind, message in a.problems:
             problems.add(a.source, kind, message)
         if not a.usable:
             continue
-        found = decoded.get(a.image, checks[a.image])
-        if isinstance(found, str):
-            problems.add(a.image, "corrupt-image", f"{found}; sample dropped")
+        size = sizes[a.image]
+        if isinstance(size, str):
+            problems.add(a.image, "corrupt-image", f"{size}; sample dropped")
             continue
-        size = a.size
-        if a.image in decoded:
-            if size is not None and tuple(size) != found:
-                problems.add(
-                    a.source,
-                    "size-mismatch",
-                    f"says the image is {size[0]}x{size[1]} but {a.image.name} is "
-                    f"{found[0]}x{found[1]}; using the image's size",
-                )
-            size = found
+        if a.size is not None and tuple(a.size) != size:
+            problems.add(
+                a.source,
+                "size-mismatch",
+                f"says the image is {a.size[0]}x{a.size[1]} but {a.image.name} is "
+                f"{size[0]}x{size[1]}; using the image's size",
+            )
         width, height = size
         boxes = a.boxes
         if a.normalized:
@@ -347,9 +339,8 @@ def load_dataset(
 
     split: ``train``, ``val``, ``test``, or None for every image. names: the class list to
     map labels onto (labels of other classes are reported and dropped); default: the
-    dataset's own. verify: decode every image (slower), dropping unreadable ones and trusting
-    the decoded size over the annotation's; otherwise only the first bytes of each file are
-    checked (and YOLO txt images, whose size is needed, decoded).
+    dataset's own. verify: decode every image (slower) rather than read its header; either
+    way unreadable images are dropped and the image's own size wins over the annotation's.
 
     Per-sample problems are reported and counted in ``dataset.problems``. Raises
     :class:`YoloError` for a missing path, an unknown format, an unreadable class list, or
@@ -384,7 +375,8 @@ def check_report(dataset: Dataset) -> str:
         f"split: {dataset.split or 'all'}",
         f"images: {len(dataset)}"
         f" ({sum(len(s.classes) == 0 for s in dataset.samples)} without objects)",
-        f"objects: {dataset.num_objects()} in {len(dataset.names)} classes",
+        f"objects: {dataset.num_objects()}",
+        f"classes: {len(dataset.names)}",
     ]
     per_class = dataset.objects_per_class()
     width = max((len(n) for n in per_class), default=0)
