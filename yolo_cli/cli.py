@@ -43,6 +43,47 @@ def data() -> None:
     """Inspect, convert and synthesize datasets."""
 
 
+@data.command()
+@click.argument("path", type=click.Path())
+@click.option("--split", help="train, val or test (default: every image).")
+def check(path: str, split: str | None) -> None:
+    """Report a VOC, COCO or YOLO txt dataset: images, objects per class, box sizes and every
+    problem found; exit status 2 when no usable image is left."""
+    from yolo_cli.data.formats import check_dataset, check_report
+
+    # The report lists every problem; logging them too would print each one twice.
+    logger = logging.getLogger("yolo_cli.data.dataset")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        dataset = check_dataset(path, split)
+    finally:
+        logger.setLevel(level)
+    click.echo(check_report(dataset))
+    if not dataset.samples:
+        click.echo(f"error: {path}: no usable images", err=True)
+        click.get_current_context().exit(2)
+
+
+@data.command()
+@click.argument("src", type=click.Path())
+@click.argument("dst", type=click.Path())
+@click.option("--to", "to", required=True, help="Target format: voc, coco or yolo.")
+@click.option("--split", help="Write only train, val or test (default: all three).")
+def convert(src: str, dst: str, to: str, split: str | None) -> None:
+    """Write dataset SRC in another format into DST (new or empty); images are hard-linked."""
+    from yolo_cli.data.formats import convert_dataset
+
+    written = convert_dataset(src, dst, to, split)
+    first = next(iter(written.values()))
+    counts = ", ".join(f"{len(d)} {s}" for s, d in written.items())
+    click.echo(
+        f"wrote {sum(len(d) for d in written.values())} images ({counts}), "
+        f"{sum(d.num_objects() for d in written.values())} objects, {len(first.names)} "
+        f"classes, as {to} to {dst}; {first.problems.summary()}"
+    )
+
+
 def _dataset_path(path: str | None) -> str:
     """A dataset path from the command line, or the cached synthetic street scenes."""
     if path is not None:
