@@ -28,6 +28,12 @@ class Defaults:
     lr: float = 1e-3
     warmup_epochs: float = 1.0
     synth_classes: tuple[str, ...] = ("pedestrian", "car", "motorcycle")
+    # sliding-window baselines: the course's LeNet-5 input (32×32×3); √2-spaced pyramid whose
+    # windows span 32…256 px of the original image; crops per classifier call (bounds memory)
+    window_crop: int = 32
+    window_scales: tuple[float, ...] = (1.0, 0.707, 0.5, 0.354, 0.25, 0.177, 0.125)
+    window_batch: int = 256
+    window_crops_per_image: int = 16
 
 
 DEFAULTS = Defaults()
