@@ -214,14 +214,20 @@ def test_converted_images_are_links_not_writes_into_the_source(bccd_converted):
     ]
 
 
-@needs_bccd
-def test_convert_refuses_to_write_into_the_source_or_a_full_folder(tmp_path):
-    with pytest.raises(YoloError, match="overlaps the source"):
-        convert_dataset(BCCD, BCCD / "BCCD" / "out", "yolo")
+def test_convert_refuses_to_write_into_the_source_or_a_full_folder(damaged_voc, tmp_path):
+    """On a tmp copy: a failing guard must not write into the shared datasets."""
+    root, _ = damaged_voc
+    holder = root.parent  # the folder given holds the VOC root: its siblings are refused too
+    for dst in (holder / "out", root / "out", root / "JPEGImages" / "out", root):
+        with pytest.raises(YoloError, match="inside the source"):
+            convert_dataset(holder, dst, "yolo")
+    assert sorted(p.name for p in holder.iterdir()) == ["voc"]
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(YoloError, match="not an empty folder"):
-        convert_dataset(BCCD, tmp_path / "full", "yolo")
+        convert_dataset(root, tmp_path / "full", "yolo")
+    convert_dataset(root, holder / "beside", "yolo")  # outside the source given: allowed
+    assert (holder / "beside" / "data.yaml").is_file()
 
 
 # --- raccoon (flat VOC, no split files) -----------------------------------------------------

@@ -428,11 +428,14 @@ def unique_ids(images: Sequence[Path]) -> dict[Path, str]:
     return ids
 
 
-def _check_destination(dst: Path, root: Path) -> None:
-    src = root if root.is_dir() else root.parent
-    d, s = dst.resolve(), src.resolve()
-    if d == s or s in d.parents or d in s.parents:
-        raise YoloError(f"{dst}: overlaps the source dataset {src}; pick another folder")
+def _check_destination(dst: Path, sources: list[Path]) -> None:
+    """Refuse a ``dst`` inside any source folder, or one that already holds files (which
+    also covers a ``dst`` above the sources)."""
+    d = dst.resolve()
+    for src in sources:
+        s = src.resolve()
+        if d == s or s in d.parents:
+            raise YoloError(f"{dst}: inside the source dataset {src}; pick another folder")
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise YoloError(f"{dst}: already exists and is not an empty folder")
 
@@ -454,7 +457,9 @@ def convert_dataset(
         raise YoloError(f"unknown format {to!r} (choose from {', '.join(FORMATS)})")
     dst = Path(dst)
     fmt, root, names, parts, problems = _read(src, None)
-    _check_destination(dst, root)
+    folders = {a.image.parent for records in parts.values() for a in records}
+    given = Path(src) if Path(src).is_dir() else Path(src).parent
+    _check_destination(dst, [given, root if root.is_dir() else root.parent, *sorted(folders)])
     written = {}
     for s in [split] if split else SPLITS:
         samples = _finish(_select(parts, s), names, problems, verify=False)
