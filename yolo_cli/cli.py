@@ -84,6 +84,44 @@ def convert(src: str, dst: str, to: str, split: str | None) -> None:
     )
 
 
+def _fractions(ctx, param, value: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected numbers like 0.8,0.1,0.1, got {value!r}") from None
+
+
+@data.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--n", "n", default=2000, show_default=True, type=click.IntRange(1), help="Scenes.")
+@click.option(
+    "--seed", default=DEFAULTS.seed, show_default=True, help="Scene i depends on (seed, i)."
+)
+@click.option("--size", default=DEFAULTS.img_size, show_default=True, type=click.IntRange(32))
+@click.option(
+    "--fractions",
+    default="0.8,0.1,0.1",
+    show_default=True,
+    callback=_fractions,
+    help="train,val,test shares of the scenes.",
+)
+def synth(out: str, n: int, seed: int, size: int, fractions: tuple[float, ...]) -> None:
+    """Render N synthetic street scenes (pedestrian, car, motorcycle) as a YOLO txt dataset."""
+    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.data.synth import split_sizes, write_synthetic
+
+    root = write_synthetic(out, n, seed, size, fractions)
+    click.echo(f"wrote {n} scenes ({size}×{size}, seed {seed}) to {root}")
+    objects: dict[str, int] = {}
+    for split in split_sizes(n, seed, fractions):
+        written = load_dataset(root, split)
+        click.echo(f"  {split}: {len(written)} images, {written.num_objects()} objects")
+        for name, count in written.objects_per_class().items():
+            objects[name] = objects.get(name, 0) + count
+    per_class = ", ".join(f"{name} {count}" for name, count in objects.items())
+    click.echo(f"{sum(objects.values())} objects: {per_class}")
+
+
 def _dataset_path(path: str | None) -> str:
     """A dataset path from the command line, or the cached synthetic street scenes."""
     if path is not None:
