@@ -92,11 +92,11 @@ def read(root: Path, names: list[str] | None, problems: Problems) -> tuple[list[
     for f, data in loaded:
         split = _split_of(f)
         cat_index = {cid: index.get(name) for cid, name in cats[f].items()}
-        parts[split] += _annotations(f, data, cat_index, _image_folders(f, split), problems)
+        parts[split] += _image_records(f, data, cat_index, _image_folders(f, split), problems)
     return names, dict(parts)
 
 
-def _annotations(
+def _image_records(
     path: Path,
     data: dict,
     cat_index: dict[int, int | None],
@@ -105,9 +105,9 @@ def _annotations(
 ) -> list[Annotation]:
     records: dict[object, Annotation] = {}
     for entry in data["images"]:
-        try:
-            image_id, file_name = entry["id"], str(entry["file_name"])
-        except (TypeError, KeyError):
+        image_id = entry.get("id") if isinstance(entry, dict) else None
+        file_name = entry.get("file_name") if isinstance(entry, dict) else None
+        if not (_is_key(image_id) and isinstance(file_name, str) and file_name):
             problems.add(path, "malformed-label", f"image entry {entry!r} lacks id or file_name")
             continue
         where = next((b / file_name for b in folders if (b / file_name).is_file()), None)
@@ -117,14 +117,14 @@ def _annotations(
             size = None
         a = Annotation(where or folders[0] / file_name, path, size=size)
         if where is None:
-            a.problem("missing-image", f"image {file_name} not found; sample dropped", True)
+            a.problem("missing-image", f"image {file_name} not found; sample dropped", fatal=True)
         records[image_id] = a
     boxes, classes = defaultdict(list), defaultdict(list)
     for ann in data["annotations"]:
         if not isinstance(ann, dict) or ann.get("iscrowd"):
             continue
         image_id = ann.get("image_id")
-        a = records.get(image_id)
+        a = records.get(image_id) if _is_key(image_id) else None
         bbox = ann.get("bbox")
         if a is None:
             problems.add(path, "malformed-label", f"annotation {ann.get('id')}: unknown image_id")
@@ -133,10 +133,11 @@ def _annotations(
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
             a.problem("malformed-label", f"{what} has no valid bbox; dropped")
             continue
-        c = cat_index.get(ann.get("category_id"))
+        category = ann.get("category_id")
+        c = cat_index.get(category) if _is_key(category) else None
         if c is None:
             a.problem(
-                "unknown-class", f"{what}: category {ann.get('category_id')} not in the class list"
+                "unknown-class", f"{what}: category {category!r} not in the class list; dropped"
             )
             continue
         x, y, w, h = (float(v) for v in bbox)
@@ -146,6 +147,11 @@ def _annotations(
         a.boxes = np.array(boxes[image_id], np.float32).reshape(-1, 4)
         a.classes = np.array(classes[image_id], np.int32)
     return list(records.values())
+
+
+def _is_key(v) -> bool:
+    """An id COCO files use: an int or a string (anything else cannot be looked up)."""
+    return isinstance(v, int | str) and not isinstance(v, bool)
 
 
 def _is_number(v) -> bool:

@@ -114,7 +114,8 @@ def _annotation(
         a.problem("malformed-label", parsed.error, fatal=True)
         return a
     if image is None:
-        a.problem("missing-image", f"no image {xml.stem}.* in {image_dir}; sample dropped", True)
+        message = f"no image {xml.stem}.* in {image_dir}; sample dropped"
+        a.problem("missing-image", message, fatal=True)
         return a
     boxes, classes = [], []
     for o in parsed.objects:

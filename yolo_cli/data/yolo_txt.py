@@ -58,15 +58,16 @@ def label_text(
 def write_names(out_dir: str | Path, names: list[str], splits) -> Path:
     """Write an ultralytics-style ``out_dir/data.yaml``; returns its path.
 
-    ``path`` is ``out_dir`` (absolute, as ultralytics resolves relative paths elsewhere), each
-    split in ``splits`` (a subset of train/val/test) points at ``images/<split>``, and ``names``
-    is the ``{id: name}`` map.
+    Each split in ``splits`` (a subset of train/val/test) points at ``images/<split>``, and
+    ``names`` is the ``{id: name}`` map. There is no ``path`` key: ultralytics then takes the
+    YAML's own folder as the root, which stays right when the folder is moved or renamed (an
+    absolute path would not, and a relative one means a folder under ultralytics' datasets dir).
     """
     import yaml
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    content = {"path": str(out_dir.resolve())}
+    content = {}
     for split in SPLITS:
         if split in set(splits):
             content[split] = f"images/{split}"
