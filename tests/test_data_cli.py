@@ -93,22 +93,26 @@ def test_check_with_only_unreadable_images_prints_the_report_and_exits_2(tmp_pat
 
 
 def test_check_decodes_images_the_header_check_would_pass(tmp_path):
-    """`check` decodes: a file with a valid JPEG header but garbage after it is caught."""
+    """A JPEG cut in half (an interrupted download) has a sound header: loading keeps it,
+    `check`, which decodes every image, reports it."""
     import cv2
     import numpy as np
 
-    ok, jpeg = cv2.imencode(".jpg", np.full((40, 60, 3), 128, np.uint8))
+    from yolo_cli.data.formats import load_dataset
+
+    noise = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", noise)
     assert ok
-    header_only = jpeg.tobytes()[:200]
-    for name, data in (("good", jpeg.tobytes()), ("bad", header_only)):
+    for name, data in (("good", jpeg.tobytes()), ("cut", jpeg.tobytes()[: len(jpeg) // 2])):
         (tmp_path / f"{name}.jpg").write_bytes(data)
         (tmp_path / f"{name}.xml").write_text(
-            "<annotation><size><width>60</width><height>40</height></size></annotation>"
+            "<annotation><size><width>400</width><height>300</height></size></annotation>"
         )
+    assert len(load_dataset(tmp_path)) == 2
     result = run("check", tmp_path)
     assert result.exit_code == 0, result.output
     assert "images: 1 " in result.stdout
-    assert "bad.jpg: corrupt-image" in result.stdout
+    assert "cut.jpg: corrupt-image" in result.stdout
 
 
 @needs_bccd

@@ -350,7 +350,7 @@ def test_damaged_voc_reports_each_problem_once(damaged_voc):
 
 
 def test_damaged_voc_without_decoding_still_catches_bad_image_files(damaged_voc):
-    """The cheap check (first bytes of each file) finds the zero-byte and garbage images."""
+    """The cheap check (each image's header) finds the zero-byte and garbage images."""
     root, stems = damaged_voc
     ds = load_dataset(root)
     assert ds.problems.counts()["corrupt-image"] == 2
