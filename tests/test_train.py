@@ -136,7 +136,8 @@ def test_nan_loss_stops_cleanly_keeping_last_good_checkpoint(tiny_synth, tmp_pat
     before = (run / "last.keras").read_bytes()
     state = json.loads((run / "state.json").read_text())
     state["config"]["epochs"] = 2
-    state["config"]["lr"] = float("inf")  # the next step's update is inf → NaN loss
+    state["config"]["lr"] = float("inf")  # the first step's update is inf → NaN loss next
+    state["config"]["max_steps"] = 2
     (run / "state.json").write_text(json.dumps(state))
     result = train(None, resume=run, show_progress=False)
     assert result.stopped and "nan" in result.stopped.lower()

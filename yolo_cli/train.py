@@ -193,6 +193,7 @@ class Trainer:
         self.global_batch = cfg.batch
         self._train_step = self._make_train_step(tf)
         self._val_step = self._make_val_step(tf)
+        self._detector = None
 
     @property
     def is_chief(self) -> bool:
@@ -315,7 +316,9 @@ class Trainer:
             s, n = self._val_step(images, targets)
             total += float(s)
             count += int(n)
-        detector = Detector(self.model, self.meta, Thresholds(conf=DEFAULTS.eval_conf))
+        if self._detector is None:
+            self._detector = Detector(self.model, self.meta, Thresholds(conf=DEFAULTS.eval_conf))
+        detector = self._detector
         images = (read_image(s.image) for s in self.val_set.samples)
         detections = list(detector.detect_stream(images, self.global_batch))
         truth = [(s.boxes, s.classes) for s in self.val_set.samples]
