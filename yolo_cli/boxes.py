@@ -47,25 +47,32 @@ def denormalize(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     )
 
 
-def area(boxes: np.ndarray) -> np.ndarray:
-    """Area of ``(N, 4)`` xyxy boxes → ``(N,)``; inverted boxes have area 0."""
-    b = np.asarray(boxes, np.float32).reshape(-1, 4)
-    return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+def area(boxes: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Area of ``(N, 4)`` xyxy boxes → ``(N,)`` of ``dtype``; inverted boxes have area 0."""
+    b = np.asarray(boxes, dtype).reshape(-1, 4)
+    return np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
 
 
-def iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes: ``(N, 4) × (M, 4) → (N, M)`` float32 in [0, 1].
+def iou(boxes1: np.ndarray, boxes2: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes: ``(N, 4) × (M, 4) → (N, M)`` of ``dtype`` in [0, 1].
 
-    Pairs whose union is empty (two zero-area boxes) have IoU 0.
+    Pairs whose union is empty (two zero-area boxes) have IoU 0. ``dtype=np.float64`` gives
+    pycocotools' IoU bit for bit (same operations in double), which matters at thresholds that
+    integer boxes hit exactly.
     """
-    a = np.asarray(boxes1, np.float32).reshape(-1, 4)
-    b = np.asarray(boxes2, np.float32).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
+    a = np.asarray(boxes1, dtype).reshape(-1, 4)
+    b = np.asarray(boxes2, dtype).reshape(-1, 4)
+    # (N, M) planes per coordinate, reused in place: NMS calls this on large matrices
+    inter = np.minimum(a[:, None, 2], b[None, :, 2])
+    inter -= np.maximum(a[:, None, 0], b[None, :, 0])
+    np.maximum(inter, 0, out=inter)
+    h = np.minimum(a[:, None, 3], b[None, :, 3])
+    h -= np.maximum(a[:, None, 1], b[None, :, 1])
+    inter *= np.maximum(h, 0, out=h)
+    union = np.add(area(a, dtype)[:, None], area(b, dtype)[None, :], out=h)
+    union -= inter
+    # an empty union (two zero-area boxes) has inter 0 too: leaving it in place gives IoU 0
+    return np.divide(inter, union, out=inter, where=union > 0)
 
 
 def iou_wh(wh1: np.ndarray, wh2: np.ndarray) -> np.ndarray:
@@ -127,7 +134,8 @@ class Letterbox:
     def fit(cls, width: int, height: int, size: int) -> Letterbox:
         """The letterbox that fits a ``width × height`` image centred in a ``size × size`` input."""
         scale = min(size / width, size / height)
-        new_w, new_h = round(width * scale), round(height * scale)
+        # a sliver (say 2000 × 1) still keeps one row: cv2.resize rejects a zero side
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
         return cls(scale, (size - new_w) // 2, (size - new_h) // 2, size)
 
     def apply(self, boxes: np.ndarray) -> np.ndarray:
@@ -152,7 +160,7 @@ def letterbox_image(image: np.ndarray, size: int, fill: int = 114) -> tuple[np.n
 
     h, w = image.shape[:2]
     lb = Letterbox.fit(w, h, size)
-    new_w, new_h = round(w * lb.scale), round(h * lb.scale)
+    new_w, new_h = max(1, round(w * lb.scale)), max(1, round(h * lb.scale))
     interp = cv2.INTER_AREA if lb.scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
     out = np.full((size, size, 3), fill, np.uint8)
