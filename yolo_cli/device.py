@@ -79,23 +79,24 @@ def select_strategy(name: str = "auto", device: Device | None = None):
 
     if name not in STRATEGIES:
         raise YoloError(f"--strategy {name!r}: expected one of {'|'.join(STRATEGIES)}")
-    gpus = tf.config.list_logical_devices("GPU")
+    if name == "multiworker":
+        # must come before anything initialises TensorFlow's context (collective ops)
+        if "TF_CONFIG" not in os.environ:
+            raise YoloError("--strategy multiworker needs TF_CONFIG (cluster and task) set")
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except json.JSONDecodeError as e:
+            raise YoloError(f"TF_CONFIG is not valid JSON: {e}") from None
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "none"
     if name == "none":
         return tf.distribute.OneDeviceStrategy(device.name if device else "/CPU:0")
-    if name == "mirrored":
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
-    if "TF_CONFIG" not in os.environ:
-        raise YoloError(
-            "--strategy multiworker needs TF_CONFIG (cluster and task) in the environment"
-        )
-    try:
-        json.loads(os.environ["TF_CONFIG"])
-    except json.JSONDecodeError as e:
-        raise YoloError(f"TF_CONFIG is not valid JSON: {e}") from None
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    return tf.distribute.MirroredStrategy(
+        devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+    )
 
 
 def split_cpu(n: int) -> None:

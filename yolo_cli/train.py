@@ -134,9 +134,9 @@ class Trainer:
 
         self.cfg = cfg
         self.run_dir = run_dir
-        keras.utils.set_random_seed(cfg.seed)
         self.device = select_device(cfg.device)
         self.strategy = select_strategy(cfg.strategy, self.device)
+        keras.utils.set_random_seed(cfg.seed)
         self.train_set, self.val_set = _load_splits(cfg)
         self.names = list(self.train_set.names)
         if cfg.img_size % 32:
@@ -178,7 +178,7 @@ class Trainer:
                 log.info("initialised %d layers from %s", n, cfg.weights)
             if cfg.freeze:
                 freeze_blocks(self.model, cfg.freeze)
-            self.optimizer = keras.optimizers.Adam(cfg.lr, clipnorm=10.0)
+            self.optimizer = keras.optimizers.Adam(cfg.lr)
             self.model.compile(optimizer=self.optimizer)
             self.optimizer.build(self.model.trainable_variables)
         if resume_state is not None:
