@@ -285,6 +285,70 @@ def eval_(**options) -> None:
     click.echo(f"wrote {report.run_dir / 'metrics.json'} and {report.run_dir / 'pr_curve.png'}")
 
 
+_PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anything
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--model", type=click.Path(), help="Model file (default models/default.keras).")
+@click.option(
+    "--conf",
+    default=DEFAULTS.conf_threshold,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Discard boxes with p_c at or below this.",
+)
+@click.option("--nms-iou", default=DEFAULTS.nms_iou, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--max-det", default=DEFAULTS.max_det, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--img-size", type=click.IntRange(32), help="Model input side (default: the model's own)."
+)
+@click.option("--batch", default=DEFAULTS.batch, show_default=True, type=click.IntRange(1))
+@click.option("--device", default="auto", show_default=True, help="auto|cpu|gpu|gpu:N")
+@click.option("--classes", help="Keep only these classes: NAME,NAME,…")
+@click.option("--out", type=click.Path(), help="Results folder (default runs/detect/expN).")
+@click.option("--save-txt", is_flag=True, help="Write labels/NAME.txt in YOLO txt.")
+@click.option("--save-conf", is_flag=True, help="Add a confidence column to --save-txt labels.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image on stdout.")
+@click.option(
+    "--every", default=1, show_default=True, type=click.IntRange(1), help="Every N-th video frame."
+)
+@click.option("--no-save", is_flag=True, help="Do not write annotated images and videos.")
+def detect(
+    classes: str | None, as_json: bool, no_save: bool, sources: tuple[str, ...], **options
+) -> None:
+    """Detect objects in images, folders, globs and videos; writes annotated copies.
+
+    Unreadable inputs are skipped with one line each on stderr; the exit status is 2 only
+    when nothing could be processed.
+    """
+    import json
+
+    from yolo_cli.detect import DetectOptions, run_detect
+
+    wanted = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+
+    bar_shown = []
+
+    def progress(total: int):
+        if total > _PROGRESS_MIN and sys.stderr.isatty():
+            bar_shown.append(True)
+            return click.progressbar(length=total, label="detect", file=sys.stderr)
+        return None
+
+    def skip(line: str) -> None:
+        # over a progress bar: clear its line first; the bar redraws below on its next update
+        click.echo(f"\r\x1b[K{line}" if bar_shown else line, err=True)
+
+    summary = run_detect(
+        DetectOptions(list(sources), classes=wanted, save=not no_save, **options),
+        on_record=(lambda r: click.echo(json.dumps(r))) if as_json else None,
+        on_skip=skip,
+        progress=progress,
+    )
+    click.echo(summary.line(), err=True)
+
+
 def main() -> None:
     cli(prog_name="yolo")
 
