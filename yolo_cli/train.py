@@ -325,12 +325,12 @@ class Trainer:
         result = evaluate(truth, detections, len(self.names), iou_thresholds=(DEFAULTS.eval_iou,))
         return {"val_loss": total / max(count, 1), "val_map50": float(result.map)}
 
-    def save(self, name: str) -> None:
+    def save(self, name: str, include_optimizer: bool = True) -> None:
         """Write ``name`` (e.g. ``last.keras``) in the run folder atomically (chief only)."""
         from yolo_cli.modelfile import save_model
 
         if self.is_chief:
-            save_model(self.model, self.run_dir / name, self.meta)
+            save_model(self.model, self.run_dir / name, self.meta, include_optimizer)
 
 
 def _write_history(run_dir: Path, rows: list[dict]) -> None:
@@ -444,9 +444,9 @@ def train(
             trainer.save("last.keras")
             if math.isfinite(row["val_map50"]) and row["val_map50"] > best:
                 best = row["val_map50"]
-                trainer.save("best.keras")
+                trainer.save("best.keras", include_optimizer=False)
             elif not (run_dir / "best.keras").exists():
-                trainer.save("best.keras")
+                trainer.save("best.keras", include_optimizer=False)
             if trainer.is_chief:
                 _write_history(run_dir, rows)
             write_state()
