@@ -11,8 +11,10 @@ import pytest
 import tensorflow as tf
 
 from yolo_cli.boxes import Letterbox
+from yolo_cli.config import datasets_root
 from yolo_cli.data.augment import Augmentation
 from yolo_cli.data.dataset import Dataset, Sample
+from yolo_cli.data.formats import load_dataset
 from yolo_cli.data.pipeline import collision_count, epoch_order, make_dataset
 from yolo_cli.postprocess import grid_to_boxes
 from yolo_cli.targets import pad_boxes
@@ -186,3 +188,27 @@ def test_pipeline_runs_inside_a_training_like_loop(scenes):
     for images, targets in build(scenes, True, drop_remainder=True):
         step(images, targets)
     assert len(traces) == 1
+
+
+BCCD = datasets_root() / "bccd"
+
+
+@pytest.mark.skipif(not BCCD.is_dir(), reason="BCCD not found under datasets_root()")
+def test_bccd_targets_hold_every_box_but_the_collisions():
+    """Real data: per image, the grid holds each letterboxed box except those collision_count
+    reports; augmented batches of the same images come out too."""
+    full = load_dataset(BCCD, split="train")
+    dataset = Dataset(full.names, full.samples[:8], full.format, full.root, "train")
+    anchors = np.array([[60, 60]], np.float32)  # one anchor a cell: crowded cells overflow
+    ds = make_dataset(dataset, anchors, 416, 3, 4, False, 0)
+    grids = np.concatenate([y["grid"].numpy() for _, y in ds])
+    all_dropped = 0
+    for sample, grid in zip(dataset.samples, grids, strict=True):
+        one = Dataset(dataset.names, [sample], "voc", dataset.root)
+        dropped, total = collision_count(one, anchors, 416, 3)
+        assert grid[..., 0].sum() == total - dropped
+        all_dropped += dropped
+    assert all_dropped > 0
+    augmented = batches(make_dataset(dataset, anchors, 416, 3, 4, True, 0))
+    assert sum(len(x) for x, _ in augmented) == 8
+    assert all(y["grid"][..., 0].sum() > 0 for _, y in augmented)

@@ -9,8 +9,9 @@ its own generator seeded by ``(seed, epoch, sample index)``, so batches do not d
 scheduling and a resumed run that rebuilds epoch ``e`` sees exactly the same data.
 
 The per-sample work runs in ``tf.numpy_function`` over OpenCV (which releases the GIL): target
-encoding is numpy anyway, and on the 2-core CPU decoding with OpenCV measured as fast as
-``tf.io.decode_jpeg`` + ``tf.image.resize`` (benchmarks/README.md).
+encoding is numpy anyway, the letterbox is the very one detection uses, and on the 2-core CPU
+read + decode + letterbox in OpenCV ran about as fast as pure TensorFlow at the same resize
+quality (``bench_pipeline.py``, benchmarks/README.md).
 """
 
 from __future__ import annotations
