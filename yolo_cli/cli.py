@@ -10,6 +10,7 @@ import sys
 import click
 
 from yolo_cli import __version__
+from yolo_cli.baselines.detector import METHODS
 from yolo_cli.config import DEFAULTS
 from yolo_cli.errors import YoloError
 
@@ -227,8 +228,21 @@ def info(model: str | None) -> None:
 )
 @click.option("--resume", type=click.Path(), help="Continue an interrupted run from its folder.")
 @click.option("--max-steps", type=click.IntRange(1), help="Cap steps per epoch (quick checks).")
-def train(resume: str | None, **options) -> None:
-    """Train a YOLO detector; writes best.keras, last.keras and history to the run folder."""
+@click.option(
+    "--method",
+    default="yolo",
+    show_default=True,
+    type=click.Choice(["yolo", "window"]),
+    help="yolo: the detector; window: the crop classifier of the sliding-window baselines.",
+)
+def train(resume: str | None, method: str, **options) -> None:
+    """Train a YOLO detector; writes best.keras, last.keras and history to the run folder.
+
+    With --method window, train the sliding-window crop classifier instead (options --data,
+    --epochs, --batch, --lr, --seed, --out)."""
+    if method == "window":
+        _train_window(options)
+        return
     from yolo_cli import train as training
 
     options["augment"] = not options.pop("no_augment")
@@ -243,12 +257,63 @@ def train(resume: str | None, **options) -> None:
         raise SystemExit(1)
 
 
+_WINDOW_TRAIN_OPTIONS = ("data", "epochs", "batch", "lr", "seed", "out")
+
+
+def _train_window(options: dict) -> None:
+    """``yolo train --method window``: YOLO-only options given on the command line are refused."""
+    from click.core import ParameterSource
+
+    from yolo_cli.baselines.train_window import WindowTrainConfig, train_window
+
+    ctx = click.get_current_context()
+    given = {
+        p.name: p.opts[0]
+        for p in ctx.command.params
+        if ctx.get_parameter_source(p.name) is not ParameterSource.DEFAULT
+    }
+    yolo_only = [
+        opt for name, opt in given.items() if name not in (*_WINDOW_TRAIN_OPTIONS, "method")
+    ]
+    if yolo_only:
+        raise YoloError(f"--method window: {', '.join(yolo_only)} apply to YOLO training only")
+    cfg = WindowTrainConfig(
+        data=options["data"],
+        out=options["out"],
+        epochs=options["epochs"],
+        batch=options["batch"] if "batch" in given else None,
+        lr=options["lr"],
+        seed=options["seed"],
+        verbose=2,
+    )
+    result = train_window(cfg)
+    acc = result.held_out
+    if acc is None:
+        score = "no val split, so no held-out score"
+    else:
+        score = (
+            f"held-out crop accuracy {acc.overall:.3f} (objects {acc.objects:.3f}, "
+            f"background {acc.background:.3f}) on {acc.crops} val crops"
+        )
+    click.echo(
+        f"window classifier: {cfg.epochs} epochs on {result.train_images} images; {score}; "
+        f"weights in {result.run_dir}"
+    )
+
+
 @cli.command(name="eval")
 @click.option(
     "--data", type=click.Path(), help="Labelled dataset. Default: fresh synthetic test scenes."
 )
 @click.option("--split", default="test", show_default=True, help="Split of --data to score on.")
 @click.option("--model", type=click.Path(), help="Model file (default models/default.keras).")
+@click.option(
+    "--method",
+    default="yolo",
+    show_default=True,
+    type=click.Choice(METHODS),
+    help="Detector: YOLO, or a window classifier (--model) slid naively or convolutionally.",
+)
 @click.option(
     "--predictions",
     type=click.Path(exists=True),
@@ -291,6 +356,13 @@ _PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anyth
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--model", type=click.Path(), help="Model file (default models/default.keras).")
+@click.option(
+    "--method",
+    default="yolo",
+    show_default=True,
+    type=click.Choice(METHODS),
+    help="Detector: YOLO, or a window classifier (--model) slid naively or convolutionally.",
+)
 @click.option(
     "--conf",
     default=DEFAULTS.conf_threshold,
@@ -347,6 +419,38 @@ def detect(
         progress=progress,
     )
     click.echo(summary.line(), err=True)
+
+
+@cli.command()
+@click.option(
+    "--data", type=click.Path(), help="Labelled dataset. Default: fresh synthetic test scenes."
+)
+@click.option("--split", default="test", show_default=True, help="Split of --data to use.")
+@click.option(
+    "--yolo-model", type=click.Path(), help="YOLO model file (default models/default.keras)."
+)
+@click.option(
+    "--window-model",
+    type=click.Path(),
+    help="Window classifier (required; `yolo train --method window` makes one).",
+)
+@click.option(
+    "--n-images",
+    default=DEFAULTS.bench_images,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Images to run (the naive sliding window takes seconds per image).",
+)
+@click.option("--device", default="auto", show_default=True, help="auto|cpu|gpu|gpu:N")
+def bench(**options) -> None:
+    """Naive sliding window vs its convolutional implementation vs YOLO on the same images:
+    mAP@0.5, box tightness, speed, and work per image, in one table."""
+    from yolo_cli.bench import BenchOptions, format_bench, run_bench
+
+    report = run_bench(BenchOptions(**options))
+    if report.dataset.problems:
+        click.echo(report.dataset.problems.summary(), err=True)
+    click.echo(format_bench(report))
 
 
 def main() -> None:

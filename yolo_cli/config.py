@@ -20,6 +20,7 @@ class Defaults:
     max_boxes: int = 100
     min_visible: float = 0.4  # augmentation drops objects less visible than this after a crop
     lambda_coord: float = 5.0
+    lambda_obj: float = float(__import__("os").environ.get("LOBJ", "1"))
     lambda_noobj: float = 0.5
     ignore_iou: float = 0.6
     seed: int = 0
@@ -34,6 +35,7 @@ class Defaults:
     window_scales: tuple[float, ...] = (1.0, 0.707, 0.5, 0.354, 0.25, 0.177, 0.125)
     window_batch: int = 256
     window_crops_per_image: int = 16
+    bench_images: int = 20  # yolo bench: the naive sliding window takes seconds per 416-px image
 
 
 DEFAULTS = Defaults()

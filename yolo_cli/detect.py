@@ -43,13 +43,16 @@ _GLOB_MAGIC = set("*?[")
 class DetectOptions:
     """Everything ``yolo detect`` takes; ``model=None`` is :data:`yolo_cli.config.DEFAULT_MODEL`.
 
-    img_size: model input side (``None``: the model's own). classes: keep only these class
-    names (``None``: all). out: the run folder (``None``: the next ``runs/detect/expN``).
-    every: take every N-th video frame. save: write annotated images and videos.
+    method: ``yolo``, or ``window`` / ``conv-window`` with a window classifier as ``model``
+    (:mod:`yolo_cli.baselines.detector`). img_size: model input side (``None``: the model's
+    own). classes: keep only these class names (``None``: all). out: the run folder
+    (``None``: the next ``runs/detect/expN``). every: take every N-th video frame. save: write
+    annotated images and videos.
     """
 
     sources: Sequence[str]
     model: str | None = None
+    method: str = "yolo"
     conf: float = DEFAULTS.conf_threshold
     nms_iou: float = DEFAULTS.nms_iou
     max_det: int = DEFAULTS.max_det
@@ -251,10 +254,16 @@ def _video_frames(source: Source, every: int) -> Iterator[Frame]:
         cap.release()
 
 
-def model_path(model: str | None) -> Path:
-    """``--model`` or the shipped default; a missing default gets its own message."""
+def model_path(model: str | None, method: str = "yolo") -> Path:
+    """``--model`` or the shipped default; a missing default gets its own message, and the
+    sliding-window methods, which have no default model, say so."""
     if model is not None:
         return Path(model)
+    if method != "yolo":
+        raise YoloError(
+            f"--method {method}: needs --model PATH, a window classifier "
+            "(train one with `yolo train --method window`)"
+        )
     default = config.DEFAULT_MODEL
     if not default.is_file():
         raise YoloError(
@@ -278,14 +287,19 @@ def class_filter(classes: Sequence[str] | None, names: Sequence[str], model: Pat
 
 
 def load_detector(path: Path, options: DetectOptions, device):
-    """A :class:`~yolo_cli.inference.Detector` for ``path`` at ``options.img_size``."""
+    """The detector of ``options.method`` for ``path``; a YOLO one at ``options.img_size``."""
+    from yolo_cli.baselines.detector import open_detector
     from yolo_cli.inference import Detector, Thresholds
 
     thresholds = Thresholds(options.conf, options.nms_iou, options.max_det)
-    detector = Detector.from_file(path, thresholds, device)
+    detector = open_detector(options.method, path, thresholds, device)
     size = options.img_size
     if size is None or size == detector.meta.img_size:
         return detector
+    if options.method != "yolo":
+        raise YoloError(
+            f"{path}: --img-size applies to YOLO models, not to --method {options.method}"
+        )
     with device.scope():
         model = resized_model(detector.model, detector.meta, size, path)
     return Detector(model, replace(detector.meta, img_size=size), thresholds, device)
@@ -412,7 +426,7 @@ def run_detect(
 
     if options.batch < 1 or options.every < 1:
         raise YoloError("--batch and --every must be at least 1")
-    path = model_path(options.model)
+    path = model_path(options.model, options.method)
     keep = class_filter(options.classes, read_meta(path).names, path)
     sources, problems = resolve_sources(options.sources)
     summary = DetectSummary()
@@ -453,7 +467,7 @@ def run_detect(
 
     bar = progress(count_frames(sources, options.every)) if progress else None
     size = detector.meta.img_size
-    detector.raw(np.zeros((1, size, size, 3), np.float32))  # trace now: images/s is detection
+    detector.detect([np.zeros((size, size, 3), np.uint8)])  # trace now: images/s is detection
     start = time.perf_counter()
     with bar or _NoProgress() as ticks:
         try:

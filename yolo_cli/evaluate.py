@@ -26,6 +26,7 @@ class EvalOptions:
     data: str | None = None
     split: str | None = "test"
     model: str | None = None
+    method: str = "yolo"  # or window / conv-window (yolo_cli.baselines.detector)
     predictions: str | None = None
     iou: float = DEFAULTS.eval_iou
     conf: float = DEFAULTS.eval_conf
@@ -62,15 +63,17 @@ def load_eval_dataset(data: str | None, split: str | None) -> Dataset:
 
 
 def model_detections(dataset: Dataset, options: EvalOptions) -> tuple[list[Detections], str]:
-    """Run the YOLO model over every image of ``dataset`` (unreadable images: no detections)."""
-    from yolo_cli.config import DEFAULT_MODEL
+    """Run the model (``options.method``) over every image of ``dataset`` (unreadable images:
+    no detections)."""
+    from yolo_cli.baselines.detector import open_detector
     from yolo_cli.data.image import read_image
+    from yolo_cli.detect import model_path
     from yolo_cli.device import select_device
-    from yolo_cli.inference import Detector, Thresholds
+    from yolo_cli.inference import Thresholds
 
-    path = options.model or DEFAULT_MODEL
+    path = model_path(options.model, options.method)
     thresholds = Thresholds(options.conf, options.nms_iou, options.max_det)
-    detector = Detector.from_file(path, thresholds, select_device(options.device))
+    detector = open_detector(options.method, path, thresholds, select_device(options.device))
     if detector.meta.names != dataset.names:
         raise YoloError(
             f"{path}: model classes {detector.meta.names} differ from the dataset's {dataset.names}"
@@ -84,7 +87,8 @@ def model_detections(dataset: Dataset, options: EvalOptions) -> tuple[list[Detec
                 dataset.problems.add(sample.image, "unreadable-image", str(e))
                 yield np.zeros((sample.height, sample.width, 3), np.uint8)
 
-    return list(detector.detect_stream(images(), options.batch)), str(path)
+    source = str(path) if options.method == "yolo" else f"{path} ({options.method})"
+    return list(detector.detect_stream(images(), options.batch)), source
 
 
 def run_eval(options: EvalOptions) -> EvalReport:

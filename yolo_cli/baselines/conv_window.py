@@ -113,7 +113,8 @@ def conv_window_probabilities(
         pixels = level.resize(image)[
             : _level_extent(rows, crop, stride), : _level_extent(cols, crop, stride)
         ]
-        cell_probs = np.asarray(conv(pixels[None].astype(np.float32), training=False))[0]
+        # predict_on_batch runs a traced function: an eager Keras call costs ~15 ms more each
+        cell_probs = np.asarray(conv.predict_on_batch(pixels[None].astype(np.float32)))[0]
         if cell_probs.shape[:2] != (rows, cols):
             raise ValueError(f"map {cell_probs.shape[:2]} does not match windows {(rows, cols)}")
         boxes.append(window_boxes(level, crop, stride))

@@ -98,7 +98,8 @@ def windows_to_detections(
 def _classify(model, crops: np.ndarray, batch: int) -> np.ndarray:
     """Crops ``(N, crop, crop, 3)`` uint8 → probabilities ``(N, C + 1)``, ``batch`` per call."""
     out = [
-        np.asarray(model(crops[i : i + batch].astype(np.float32), training=False))
+        # a traced function (predict_on_batch): an eager Keras call costs ~15 ms more each
+        np.asarray(model.predict_on_batch(crops[i : i + batch].astype(np.float32)))
         for i in range(0, len(crops), batch)
     ]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
