@@ -243,3 +243,13 @@ def test_multiworker_two_local_workers_agree(tiny_synth, tmp_path):
     assert len(w0.files) == len(w1.files) > 0
     for k in w0.files:
         np.testing.assert_allclose(w0[k], w1[k], rtol=1e-6, atol=1e-7)
+
+
+def test_wall_clock_budget_sets_the_epoch_count(tiny_synth, tmp_path):
+    from yolo_cli.train import train
+
+    cfg = small_config(tiny_synth, tmp_path / "timed", epochs=50, max_steps=1, minutes=1e-4)
+    result = train(cfg, show_progress=False)
+    assert result.epochs_done == 1
+    state = json.loads((tmp_path / "timed" / "state.json").read_text())
+    assert state["config"]["epochs"] == 1

@@ -229,6 +229,11 @@ def info(model: str | None) -> None:
 @click.option("--resume", type=click.Path(), help="Continue an interrupted run from its folder.")
 @click.option("--max-steps", type=click.IntRange(1), help="Cap steps per epoch (quick checks).")
 @click.option(
+    "--minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Wall-clock budget: after epoch 1, the epoch count becomes what fits (overrides --epochs).",
+)
+@click.option(
     "--method",
     default="yolo",
     show_default=True,

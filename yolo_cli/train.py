@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ class TrainConfig:
     freeze: int = 0
     synth_n: int = 2000
     max_steps: int | None = None  # per epoch; for smoke tests and multi-worker checks
+    minutes: float | None = None  # wall-clock budget: sets the epoch count after epoch 1
     extra: dict = field(default_factory=dict)
 
 
@@ -428,11 +430,17 @@ def train(
             _atomic_write_text(run_dir / "state.json", json.dumps(payload, indent=1))
 
     stopped = None
+    started = time.monotonic()
     try:
         while progress.epochs_done < cfg.epochs:
             epoch = progress.epochs_done
             train_stats = trainer.train_epoch(epoch, progress)
             val_stats = trainer.validate()
+            if cfg.minutes and epoch == 0 and state is None:
+                # as ultralytics' `time=`: the epochs that fit the budget at epoch 1's pace;
+                # the learning-rate schedule stretches to match
+                per_epoch = time.monotonic() - started
+                cfg.epochs = max(1, int(cfg.minutes * 60 // per_epoch))
             row = {
                 "epoch": epoch + 1,
                 "lr": float(trainer.optimizer.learning_rate.numpy()),
