@@ -6,20 +6,10 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 from click.testing import CliRunner
+from shared_data import BCCD, RACCOON, needs_bccd, needs_raccoon
 
 from yolo_cli.cli import cli
-from yolo_cli.config import datasets_root
-
-BCCD = datasets_root() / "bccd"
-RACCOON = datasets_root() / "raccoon"
-needs_bccd = pytest.mark.skipif(
-    not (BCCD / "BCCD" / "Annotations").is_dir(), reason=f"BCCD dataset not found under {BCCD}"
-)
-needs_raccoon = pytest.mark.skipif(
-    not (RACCOON / "annotations").is_dir(), reason=f"raccoon dataset not found under {RACCOON}"
-)
 
 
 def run(*args):

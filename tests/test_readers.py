@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import BCCD, RACCOON, needs_bccd, needs_raccoon
 
-from yolo_cli.config import datasets_root
 from yolo_cli.data.formats import (
     convert_dataset,
     detect_format,
@@ -19,15 +19,6 @@ from yolo_cli.data.formats import (
 )
 from yolo_cli.data.yolo_txt import label_path, label_text, parse_labels, write_names
 from yolo_cli.errors import YoloError
-
-BCCD = datasets_root() / "bccd"
-RACCOON = datasets_root() / "raccoon"
-needs_bccd = pytest.mark.skipif(
-    not (BCCD / "BCCD" / "Annotations").is_dir(), reason=f"BCCD dataset not found under {BCCD}"
-)
-needs_raccoon = pytest.mark.skipif(
-    not (RACCOON / "annotations").is_dir(), reason=f"raccoon dataset not found under {RACCOON}"
-)
 
 
 def by_stem(dataset):
