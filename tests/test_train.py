@@ -90,6 +90,7 @@ def test_overfits_one_small_batch(tiny_synth):
     assert result.map > 0.95
 
 
+@pytest.mark.slow
 def test_run_folder_and_exact_resume(tiny_synth, tmp_path):
     from yolo_cli.modelfile import load_model
     from yolo_cli.train import train
@@ -174,6 +175,7 @@ def _run_script(code: str, env=None, timeout=600):
     )
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus_matches_one_device(tiny_synth, tmp_path):
     code = f"""
         import json, numpy as np
@@ -203,6 +205,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_multiworker_two_local_workers_agree(tiny_synth, tmp_path):
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
