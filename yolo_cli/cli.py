@@ -348,8 +348,10 @@ def eval_(**options) -> None:
     from yolo_cli.evaluate import EvalOptions, format_report, run_eval
 
     report = run_eval(EvalOptions(**options))
+    for line in report.problems.lines():
+        click.echo(line, err=True)
     if report.problems:
-        click.echo(f"{report.problems.summary()}", err=True)
+        click.echo(report.problems.summary(), err=True)
     click.echo(f"{report.source} on {report.dataset.root} ({report.dataset.split or 'all'})")
     click.echo(format_report(report))
     click.echo(f"wrote {report.run_dir / 'metrics.json'} and {report.run_dir / 'pr_curve.png'}")

@@ -99,11 +99,12 @@ def run_eval(options: EvalOptions) -> EvalReport:
     if options.predictions:
         from yolo_cli.predictions import read_predictions
 
-        detections, problems = read_predictions(options.predictions, dataset)
+        detections, read_problems = read_predictions(options.predictions, dataset)
+        dataset.problems.items.extend(read_problems.items)
         source = options.predictions
     else:
         detections, source = model_detections(dataset, options)
-        problems = dataset.problems
+    problems = dataset.problems
     truth = [(s.boxes, s.classes) for s in dataset.samples]
     common = dict(num_classes=len(dataset.names), max_det=options.max_det, names=dataset.names)
     at_iou = evaluate(truth, detections, iou_thresholds=(options.iou,), **common)

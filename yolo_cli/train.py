@@ -409,6 +409,12 @@ def train(
         state = None
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, run_dir, resume_state=state)
+    if show_progress:
+        problems = dict.fromkeys(
+            trainer.train_set.problems.lines() + trainer.val_set.problems.lines()
+        )
+        for line in problems:
+            print(line, file=sys.stderr)
     rows = _read_history(run_dir) if state else []
     progress = TrainProgress(
         epochs_done=state["epochs_done"] if state else 0,

@@ -35,7 +35,11 @@ class Problems:
 
     def add(self, file: str | Path, kind: str, message: str) -> None:
         self.items.append((str(file), kind, message))
-        log.warning("%s: %s", file, message)
+        log.info("%s: %s", file, message)
+
+    def lines(self) -> list[str]:
+        """One ``<file>: <problem>`` line per problem, in the order found."""
+        return [f"{file}: {message}" for file, _, message in self.items]
 
     def counts(self) -> Counter:
         return Counter(kind for _, kind, _ in self.items)
