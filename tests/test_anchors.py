@@ -2,6 +2,7 @@ import itertools
 
 import numpy as np
 import pytest
+from shared_data import BCCD, needs_bccd
 
 from yolo_cli.anchors import kmeans_anchors, kmeans_plus_plus, mean_best_iou
 
@@ -46,3 +47,23 @@ def test_rejects_bad_k():
         kmeans_anchors(np.ones((3, 2)), 4)
     with pytest.raises(ValueError):
         kmeans_anchors(np.ones((30, 2)), 10)
+
+
+@needs_bccd
+def test_anchors_command_on_bccd():
+    from click.testing import CliRunner
+
+    from yolo_cli.cli import cli
+    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.train import scaled_box_shapes
+
+    result = CliRunner().invoke(cli, ["anchors", str(BCCD), "--k", "3", "--img-size", "416"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    shapes = scaled_box_shapes(load_dataset(BCCD, split="train"), 416)
+    assert lines[0] == f"{len(shapes)} boxes, 3 anchors at input 416 (13×13 grid of 32 px cells)"
+    rows = np.array([[float(x) for x in line.split()[1:]] for line in lines[2:5]])
+    expected, mean_iou = kmeans_anchors(shapes, 3, seed=0)
+    np.testing.assert_allclose(rows[:, :2], expected, atol=0.06)
+    np.testing.assert_allclose(rows[:, 2:], expected / 32, atol=0.006)
+    assert lines[-1] == f"mean best IoU: {mean_iou:.3f}"

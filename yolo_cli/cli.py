@@ -151,11 +151,14 @@ def anchors(path: str | None, k: int, img_size: int, split: str, seed: int) -> N
     if len(shapes) < k:
         raise YoloError(f"{path}: {len(shapes)} boxes cannot make {k} anchors")
     result, mean_iou = kmeans_anchors(shapes, k, seed=seed)
-    cell = img_size / 32
-    click.echo(f"{len(shapes)} boxes, {k} anchors at input {img_size} (grid cell {cell:g} px)")
+    stride = DEFAULTS.stride
+    grid = img_size // stride
+    click.echo(
+        f"{len(shapes)} boxes, {k} anchors at input {img_size} ({grid}×{grid} grid of {stride} px cells)"
+    )
     click.echo(f"{'anchor':>6} {'w px':>8} {'h px':>8} {'w cells':>8} {'h cells':>8}")
     for i, (w, h) in enumerate(result):
-        click.echo(f"{i:>6} {w:>8.1f} {h:>8.1f} {w / cell:>8.2f} {h / cell:>8.2f}")
+        click.echo(f"{i:>6} {w:>8.1f} {h:>8.1f} {w / stride:>8.2f} {h / stride:>8.2f}")
     click.echo(f"mean best IoU: {mean_iou:.3f}")
 
 
