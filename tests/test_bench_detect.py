@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from markdown import cells
 
 from yolo_cli.config import DEFAULTS
 from yolo_cli.model import build_model
@@ -16,15 +17,6 @@ from yolo_cli.modelfile import ModelMeta, save_model
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_detect.py"
 ANCHORS = [[20.0, 24.0], [60.0, 50.0]]
 SIZE = 128
-
-
-def cells(output: str, first: str) -> list[str]:
-    """The cells of the markdown row of ``output`` whose first cell is ``first``."""
-    for line in output.splitlines():
-        row = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("|") and row[0] == first:
-            return row
-    raise AssertionError(f"no table row {first!r} in:\n{output}")
 
 
 @pytest.mark.slow

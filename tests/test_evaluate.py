@@ -30,14 +30,19 @@ def noisy_detections(dataset, seed=0):
     return out
 
 
-@needs_bccd
-def test_eval_scores_saved_predictions(tmp_path):
+def saved_predictions(folder):
+    """BCCD's test split, noisy detections of it, and those saved as COCO results."""
     dataset = load_dataset(BCCD, split="test")
     dets = noisy_detections(dataset)
-    preds = tmp_path / "preds.json"
-    preds.write_text(
-        json.dumps(to_coco_results([s.image.name for s in dataset.samples], dets, dataset.names))
-    )
+    preds = folder / "preds.json"
+    names = [s.image.name for s in dataset.samples]
+    preds.write_text(json.dumps(to_coco_results(names, dets, dataset.names)))
+    return dataset, dets, preds
+
+
+@needs_bccd
+def test_eval_scores_saved_predictions(tmp_path):
+    dataset, dets, preds = saved_predictions(tmp_path)
     out = tmp_path / "eval"
     result = CliRunner().invoke(
         cli, ["eval", "--data", str(BCCD), "--predictions", str(preds), "--out", str(out)]
@@ -59,12 +64,7 @@ def test_eval_scores_saved_predictions(tmp_path):
 
 @needs_bccd
 def test_eval_iou_threshold_changes_the_score(tmp_path):
-    dataset = load_dataset(BCCD, split="test")
-    dets = noisy_detections(dataset)
-    preds = tmp_path / "preds.json"
-    preds.write_text(
-        json.dumps(to_coco_results([s.image.name for s in dataset.samples], dets, dataset.names))
-    )
+    dataset, dets, preds = saved_predictions(tmp_path)
     scores = {}
     for iou in ("0.5", "0.9"):
         out = tmp_path / iou
