@@ -83,3 +83,22 @@ def test_info_prints_layer_table(small):
     assert result.exit_code == 0, result.output
     assert "classes (2): cat, dog" in result.output
     assert "20×30" in result.output and "multiply-adds" in result.output
+
+
+def test_deployable_file_drops_optimizer_state(tmp_path):
+    import tensorflow as tf
+
+    model = build_model(2, np.array(ANCHORS), 64, width=0.25)
+    model.compile(optimizer=keras.optimizers.Adam())
+    x = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(model(x, training=True) ** 2)
+    grads = tape.gradient(loss, model.trainable_variables)
+    model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    meta = ModelMeta("yolo", ["cat", "dog"], 64, ANCHORS)
+    full = save_model(model, tmp_path / "full.keras", meta)
+    slim = save_model(model, tmp_path / "slim.keras", meta, include_optimizer=False)
+    assert slim.stat().st_size < 0.5 * full.stat().st_size
+    loaded, got = load_model(slim)
+    assert got == meta
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-5)

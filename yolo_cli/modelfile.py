@@ -49,13 +49,25 @@ def save_model(model, path: str | Path, meta: ModelMeta, include_optimizer: bool
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
     try:
-        model.save(tmp, include_optimizer=include_optimizer)
+        if not include_optimizer and getattr(model, "optimizer", None) is not None:
+            model = _without_optimizer(model)
+        model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(META_NAME, json.dumps(asdict(meta), indent=1))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _without_optimizer(model):
+    """A copy of a compiled model without its optimizer (Keras 3 always saves a compiled
+    model's optimizer state, which triples the file)."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
 
 
 def read_meta(path: str | Path) -> ModelMeta:
