@@ -63,9 +63,7 @@ def save_model(model, path: str | Path, meta: ModelMeta, include_optimizer: bool
 def _without_optimizer(model):
     """A copy of a compiled model without its optimizer (Keras 3 always saves a compiled
     model's optimizer state, which triples the file)."""
-    import keras
-
-    clone = keras.models.clone_model(model)
+    clone = type(model).from_config(model.get_config())  # clone_model would keep compile state
     clone.set_weights(model.get_weights())
     return clone
 
