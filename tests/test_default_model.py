@@ -1,0 +1,28 @@
+"""The shipped model: what it carries, and that detect and eval use it by default."""
+
+import json
+
+from click.testing import CliRunner
+
+from yolo_cli.cli import cli
+from yolo_cli.config import DEFAULT_MODEL, DEFAULTS, PACKAGE_ROOT
+from yolo_cli.modelfile import read_meta
+
+SAMPLE = PACKAGE_ROOT / "data" / "samples" / "street_1.jpg"
+
+
+def test_shipped_model_file():
+    meta = read_meta(DEFAULT_MODEL)
+    assert meta.kind == "yolo" and tuple(meta.names) == DEFAULTS.synth_classes
+    assert meta.img_size == 416 and len(meta.anchors) == DEFAULTS.num_anchors
+    assert DEFAULT_MODEL.stat().st_size <= 20 * 2**20
+
+
+def test_detect_uses_the_shipped_model_by_default():
+    result = CliRunner().invoke(cli, ["detect", str(SAMPLE), "--json", "--no-save"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.strip().splitlines()[0])
+    assert record["width"] == record["height"] == 416
+    found = {d["class"] for d in record["detections"]}
+    assert found and found <= set(DEFAULTS.synth_classes)
+    assert all(d["score"] > 0 for d in record["detections"])
