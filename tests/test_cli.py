@@ -68,7 +68,9 @@ def test_device_choice_on_this_machine():
             select_device("gpu")
         result = CliRunner().invoke(cli, ["train", "--device", "gpu:0", "--data", "x"])
         assert result.exit_code == 2
-        assert result.output.strip() == "error: --device gpu:0: TensorFlow sees no GPU on this machine"
+        assert (
+            result.output.strip() == "error: --device gpu:0: TensorFlow sees no GPU on this machine"
+        )
 
 
 def test_strategy_choice():
