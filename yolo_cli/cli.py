@@ -14,6 +14,27 @@ from yolo_cli.baselines.detector import METHODS
 from yolo_cli.config import DEFAULTS
 from yolo_cli.errors import YoloError
 
+# Options that several commands share, spelled once.
+device_option = click.option(
+    "--device", default="auto", show_default=True, help="auto|cpu|gpu|gpu:N"
+)
+model_option = click.option(
+    "--model", type=click.Path(), help="Model file (default models/default.keras)."
+)
+method_option = click.option(
+    "--method",
+    default="yolo",
+    show_default=True,
+    type=click.Choice(METHODS),
+    help="Detector: YOLO, or a window classifier (--model) slid naively or convolutionally.",
+)
+nms_iou_option = click.option(
+    "--nms-iou", default=DEFAULTS.nms_iou, show_default=True, type=click.FloatRange(0, 1)
+)
+max_det_option = click.option(
+    "--max-det", default=DEFAULTS.max_det, show_default=True, type=click.IntRange(1)
+)
+
 
 class _Group(click.Group):
     """Turns a :class:`YoloError` into one line on stderr and exit status 2."""
@@ -212,7 +233,7 @@ def info(model: str | None) -> None:
 @click.option("--seed", default=DEFAULTS.seed, show_default=True)
 @click.option("--no-augment", is_flag=True, help="Turn off the training augmentations.")
 @click.option("--out", type=click.Path(), help="Run folder (default runs/train/expN).")
-@click.option("--device", default="auto", show_default=True, help="auto|cpu|gpu|gpu:N")
+@device_option
 @click.option(
     "--strategy",
     default="auto",
@@ -314,14 +335,8 @@ def _train_window(options: dict) -> None:
     "--data", type=click.Path(), help="Labelled dataset. Default: fresh synthetic test scenes."
 )
 @click.option("--split", default="test", show_default=True, help="Split of --data to score on.")
-@click.option("--model", type=click.Path(), help="Model file (default models/default.keras).")
-@click.option(
-    "--method",
-    default="yolo",
-    show_default=True,
-    type=click.Choice(METHODS),
-    help="Detector: YOLO, or a window classifier (--model) slid naively or convolutionally.",
-)
+@model_option
+@method_option
 @click.option(
     "--predictions",
     type=click.Path(exists=True),
@@ -341,10 +356,10 @@ def _train_window(options: dict) -> None:
     type=click.FloatRange(0, 1),
     help="p_c threshold (low: mAP needs the whole ranking).",
 )
-@click.option("--nms-iou", default=DEFAULTS.nms_iou, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--max-det", default=DEFAULTS.max_det, show_default=True, type=click.IntRange(1))
+@nms_iou_option
+@max_det_option
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(1))
-@click.option("--device", default="auto", show_default=True, help="auto|cpu|gpu|gpu:N")
+@device_option
 @click.option("--out", type=click.Path(), help="Run folder (default runs/eval/expN).")
 def eval_(**options) -> None:
     """Score a model (or saved predictions) on a labelled dataset: AP per class, mAP."""
@@ -365,14 +380,8 @@ _PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anyth
 
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
-@click.option("--model", type=click.Path(), help="Model file (default models/default.keras).")
-@click.option(
-    "--method",
-    default="yolo",
-    show_default=True,
-    type=click.Choice(METHODS),
-    help="Detector: YOLO, or a window classifier (--model) slid naively or convolutionally.",
-)
+@model_option
+@method_option
 @click.option(
     "--conf",
     default=DEFAULTS.conf_threshold,
@@ -380,13 +389,13 @@ _PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anyth
     type=click.FloatRange(0, 1),
     help="Discard boxes with p_c at or below this.",
 )
-@click.option("--nms-iou", default=DEFAULTS.nms_iou, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--max-det", default=DEFAULTS.max_det, show_default=True, type=click.IntRange(1))
+@nms_iou_option
+@max_det_option
 @click.option(
     "--img-size", type=click.IntRange(32), help="Model input side (default: the model's own)."
 )
 @click.option("--batch", default=DEFAULTS.batch, show_default=True, type=click.IntRange(1))
-@click.option("--device", default="auto", show_default=True, help="auto|cpu|gpu|gpu:N")
+@device_option
 @click.option("--classes", help="Keep only these classes: NAME,NAME,…")
 @click.option("--out", type=click.Path(), help="Results folder (default runs/detect/expN).")
 @click.option("--save-txt", is_flag=True, help="Write labels/NAME.txt in YOLO txt.")
@@ -451,7 +460,7 @@ def detect(
     type=click.IntRange(1),
     help="Images to run (the naive sliding window takes seconds per image).",
 )
-@click.option("--device", default="auto", show_default=True, help="auto|cpu|gpu|gpu:N")
+@device_option
 def bench(**options) -> None:
     """Naive sliding window vs its convolutional implementation vs YOLO on the same images:
     mAP@0.5, box tightness, speed, and work per image, in one table."""
