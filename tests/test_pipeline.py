@@ -104,6 +104,19 @@ def test_other_epoch_gives_other_order_and_augmentation(scenes):
     np.testing.assert_array_equal(shuffled, e0[order])
 
 
+def test_several_epochs_stream_as_the_epochs_one_by_one(scenes):
+    """One stream over epochs 1..3 holds each epoch's whole batches in order, cut to
+    ``batches_per_epoch``: what training draws from one pipeline for the whole run."""
+    stream = batches(build(scenes, True, 3, 1, drop_remainder=True, epochs=3, batches_per_epoch=2))
+    one_by_one = [
+        b for e in (1, 2, 3) for b in batches(build(scenes, True, 3, e, drop_remainder=True))[:2]
+    ]
+    assert len(stream) == len(one_by_one) == 6
+    for (xa, ya), (xb, yb) in zip(stream, one_by_one, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya["grid"], yb["grid"])
+
+
 def test_plain_targets_decode_to_the_letterboxed_boxes(scenes):
     """Without augmentation the target grid decodes (grid_to_boxes) to each sample's boxes
     moved by its letterbox, classes included, and "boxes" holds the same boxes padded."""

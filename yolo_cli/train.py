@@ -196,6 +196,7 @@ class Trainer:
         self._train_step = self._make_train_step(tf)
         self._val_step = self._make_val_step(tf)
         self._detector = None
+        self._stream, self._stream_at, self._stream_end = None, None, 0
 
     @property
     def is_chief(self) -> bool:
@@ -248,7 +249,7 @@ class Trainer:
             steps = min(steps, self.cfg.max_steps)
         return max(1, steps)
 
-    def _dataset(self, dataset, epoch: int, augment: bool, drop_remainder: bool):
+    def _dataset(self, dataset, epoch: int, augment: bool, drop_remainder: bool, **kw):
         from yolo_cli.data.pipeline import make_dataset
 
         return make_dataset(
@@ -262,7 +263,28 @@ class Trainer:
             epoch=epoch,
             drop_remainder=drop_remainder,
             params=self.augmentation,
+            **kw,
         )
+
+    def _train_batches(self, epoch: int, step: int):
+        """The distributed training stream positioned at ``(epoch, step)``.
+
+        One stream serves every remaining epoch; it is rebuilt only when the run jumps
+        (resume) or outgrows it (a wall-clock budget that allows more epochs).
+        """
+        if self._stream is None or self._stream_at != (epoch, step) or epoch >= self._stream_end:
+            steps = self.steps_per_epoch()
+            ds = self._dataset(
+                self.train_set,
+                epoch,
+                self.cfg.augment,
+                drop_remainder=True,
+                epochs=self.cfg.epochs - epoch,
+                batches_per_epoch=steps,
+            )
+            self._stream = iter(self.strategy.experimental_distribute_dataset(ds.skip(step)))
+            self._stream_end = self.cfg.epochs
+        return self._stream
 
     def train_epoch(self, epoch: int, progress: TrainProgress) -> dict:
         """One pass over the training split from ``progress.step``; returns mean loss and parts.
@@ -274,8 +296,7 @@ class Trainer:
         import click
 
         steps = self.steps_per_epoch()
-        ds = self._dataset(self.train_set, epoch, self.cfg.augment, drop_remainder=True)
-        dist = self.strategy.experimental_distribute_dataset(ds.take(steps).skip(progress.step))
+        batches = self._train_batches(epoch, progress.step)
         totals = {"train_loss": 0.0, **{k: 0.0 for k in ("coord", "obj", "noobj", "cls")}}
         seen = 0
         bar = click.progressbar(
@@ -286,7 +307,11 @@ class Trainer:
         )
         with bar:
             bar.update(progress.step)
-            for images, targets in dist:
+            while progress.step < steps:
+                batch = next(batches, None)
+                if batch is None:  # unreadable images were skipped: the stream ran short
+                    break
+                images, targets = batch
                 step = epoch * steps + progress.step
                 self.optimizer.learning_rate.assign(learning_rate(step, steps, self.cfg))
                 loss, parts = self._train_step(images, targets)
@@ -300,9 +325,11 @@ class Trainer:
                     totals[k] += float(v)
                 seen += 1
                 progress.step += 1
+                self._stream_at = (epoch, progress.step)
                 bar.update(1)
                 if progress.on_step is not None:
                     progress.on_step(epoch, progress.step, loss)
+        self._stream_at = (epoch + 1, 0)
         return {k: v / max(seen, 1) for k, v in totals.items()}
 
     def validate(self) -> dict:

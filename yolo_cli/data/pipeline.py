@@ -1,6 +1,8 @@
 """The ``tf.data`` input pipeline: a :class:`Dataset` → batches of model inputs and targets.
 
-One call builds one epoch. Per sample, in parallel: read and decode the image, letterbox it
+One call builds one epoch, or several consecutive epochs as one stream (training builds one
+pipeline for the whole run: a fresh pipeline per epoch left threads behind that slowed later
+training steps by half). Per sample, in parallel: read and decode the image, letterbox it
 (:func:`~yolo_cli.data.augment.prepare`) or augment it (:func:`~yolo_cli.data.augment.augment`),
 encode the target grid (:func:`~yolo_cli.targets.encode_targets`); then batch and prefetch.
 
@@ -101,8 +103,11 @@ def make_dataset(
     max_boxes: int = DEFAULTS.max_boxes,
     drop_remainder: bool = False,
     params: Augmentation | None = None,
+    epochs: int = 1,
+    batches_per_epoch: int | None = None,
 ):
-    """One epoch of ``dataset`` as a ``tf.data.Dataset`` of ``(images, targets)`` batches.
+    """Epochs ``epoch … epoch + epochs − 1`` of ``dataset`` as one ``tf.data.Dataset`` of
+    ``(images, targets)`` batches.
 
     images: ``(B, img_size, img_size, 3)`` float32 RGB in 0..255; targets: ``{"grid":
     (B, S, S, A, 5 + C) float32, "boxes": (B, max_boxes, 4) float32 xyxy input pixels}`` with
@@ -110,6 +115,8 @@ def make_dataset(
     ``shuffle`` defaults to ``augment``. With ``augment``, ``params`` defaults to
     :class:`Augmentation` with a PCA colour basis from :func:`dataset_colour_basis` (pass
     ``params`` to compute that basis once per run rather than per epoch).
+    With ``drop_remainder`` every epoch ends on a whole batch, so no batch spans two epochs;
+    ``batches_per_epoch`` cuts each epoch shorter still.
     Samples whose image cannot be read are skipped with one warning per file.
     """
     import tensorflow as tf
@@ -118,12 +125,24 @@ def make_dataset(
     grid_size = img_size // DEFAULTS.stride
     if augment and params is None:
         params = Augmentation(pca=dataset_colour_basis(dataset))
-    order = epoch_order(len(dataset), seed, epoch, augment if shuffle is None else shuffle)
+    shuffle = augment if shuffle is None else shuffle
+    per_epoch = len(dataset) // batch_size * batch_size if drop_remainder else len(dataset)
+    if batches_per_epoch is not None:
+        per_epoch = min(per_epoch, batches_per_epoch * batch_size)
+    visits = np.concatenate(
+        [
+            np.stack(
+                [np.full(per_epoch, e), epoch_order(len(dataset), seed, e, shuffle)[:per_epoch]], 1
+            )
+            for e in range(epoch, epoch + epochs)
+        ]
+    ).astype(np.int64)
     samples = dataset.samples
 
-    def load(index: np.int64):
-        sample = samples[int(index)]
-        rng = sample_rng(seed, epoch, int(index)) if augment else None
+    def load(visit: np.ndarray):
+        epoch, index = int(visit[0]), int(visit[1])
+        sample = samples[index]
+        rng = sample_rng(seed, epoch, index) if augment else None
         try:
             image, grid, boxes = load_example(
                 sample, rng, anchors, img_size, num_classes, max_boxes, params
@@ -140,9 +159,9 @@ def make_dataset(
             )
         return image, grid, boxes, True
 
-    def load_tf(index):
+    def load_tf(visit):
         image, grid, boxes, ok = tf.numpy_function(
-            load, [index], [tf.uint8, tf.float32, tf.float32, tf.bool], stateful=False
+            load, [visit], [tf.uint8, tf.float32, tf.float32, tf.bool], stateful=False
         )
         image.set_shape((img_size, img_size, 3))
         grid.set_shape((grid_size, grid_size, len(anchors), 5 + num_classes))
@@ -154,7 +173,7 @@ def make_dataset(
         return tf.cast(image, tf.float32), {"grid": grid, "boxes": boxes}
 
     return (
-        tf.data.Dataset.from_tensor_slices(order)
+        tf.data.Dataset.from_tensor_slices(visits)
         .map(load_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .filter(lambda image, grid, boxes, ok: ok)
         .map(lambda image, grid, boxes, ok: (image, grid, boxes))
