@@ -72,7 +72,7 @@ def assert_boxes_cover_objects(image, boxes, classes, tol=1.5):
         assert ys.min() <= y1 + tol and ys.max() + 1 >= y2 - tol, (box, ys.min(), ys.max())
 
 
-GEOMETRY_ONLY = Augmentation(**NO_COLOUR)
+GEOMETRY_ONLY = Augmentation(**NO_COLOUR, min_crop_area=0.3, zoom_out_p=0.5)  # wider than default
 
 
 def crop_fraction(boxes, crop):

@@ -40,12 +40,16 @@ class Augmentation:
       standard deviation of AlexNet's ``α_i`` (see :func:`sample_pca_shift`).
     min_visible: objects whose visible fraction of their area after cropping falls below this
       are dropped.
+
+    The defaults are mild (crops keep ≥ 60 % of the area, no zoom-out): in 4-minute trainings
+    on the synthetic scenes they reached three times the val mAP of crops down to 30 % with
+    zoom-out at p = 0.5, which shrank the small objects below what the 13×13 grid resolves.
     """
 
     mirror_p: float = 0.5
-    min_crop_area: float = 0.3
+    min_crop_area: float = 0.6
     max_aspect_jitter: float = 4 / 3
-    zoom_out_p: float = 0.5
+    zoom_out_p: float = 0.0
     max_zoom_out: float = 2.0
     hue: float = 0.015
     saturation: float = 0.7
