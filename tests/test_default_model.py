@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from yolo_cli.cli import cli
@@ -26,3 +27,14 @@ def test_detect_uses_the_shipped_model_by_default():
     found = {d["class"] for d in record["detections"]}
     assert found and found <= set(DEFAULTS.synth_classes)
     assert all(d["score"] > 0 for d in record["detections"])
+
+
+@pytest.mark.slow
+def test_shipped_model_map_on_fresh_scenes(tmp_path):
+    """What `yolo eval` reports with no arguments: the shipped model on 300 fresh synthetic
+    scenes of another seed. measured 0.865 (README); the issue's goal is 0.90."""
+    from yolo_cli.evaluate import EvalOptions, run_eval
+
+    report = run_eval(EvalOptions(out=str(tmp_path / "eval")))
+    assert len(report.dataset) == 300
+    assert report.at_iou.map >= 0.85, report.at_iou.map
