@@ -196,7 +196,7 @@ class Trainer:
         self._train_step = self._make_train_step(tf)
         self._val_step = self._make_val_step(tf)
         self._detector = None
-        self._stream, self._stream_at, self._stream_end = None, None, 0
+        self._stream, self._stream_end = None, 0
 
     @property
     def is_chief(self) -> bool:
@@ -269,10 +269,11 @@ class Trainer:
     def _train_batches(self, epoch: int, step: int):
         """The distributed training stream positioned at ``(epoch, step)``.
 
-        One stream serves every remaining epoch; it is rebuilt only when the run jumps
-        (resume) or outgrows it (a wall-clock budget that allows more epochs).
+        One stream serves every remaining epoch (``train`` draws them in order); it is built at
+        the first call (a resumed run starts mid-epoch) and rebuilt only when the run outgrows
+        it (a wall-clock budget that allows more epochs).
         """
-        if self._stream is None or self._stream_at != (epoch, step) or epoch >= self._stream_end:
+        if self._stream is None or epoch >= self._stream_end:
             steps = self.steps_per_epoch()
             ds = self._dataset(
                 self.train_set,
@@ -325,11 +326,9 @@ class Trainer:
                     totals[k] += float(v)
                 seen += 1
                 progress.step += 1
-                self._stream_at = (epoch, progress.step)
                 bar.update(1)
                 if progress.on_step is not None:
                     progress.on_step(epoch, progress.step, loss)
-        self._stream_at = (epoch + 1, 0)
         return {k: v / max(seen, 1) for k, v in totals.items()}
 
     def validate(self) -> dict:
