@@ -91,6 +91,29 @@ def test_overfits_one_small_batch(tiny_synth):
 
 
 @pytest.mark.slow
+def test_short_training_on_synthetic_scenes_reaches_half_map(tmp_path):
+    """From scratch on 480 synthetic scenes at 256 px: val mAP@0.5 ≥ 0.5 within 40 epochs
+    (about 13 minutes on 2 cores; measured: 0.586 after 40 epochs, 0.489 after a 30-epoch run)."""
+    from yolo_cli.data.synth import write_synthetic
+    from yolo_cli.train import TrainConfig, train
+
+    data = write_synthetic(tmp_path / "scenes", n=600, seed=0, size=256)
+    cfg = TrainConfig(
+        data=str(data),
+        out=str(tmp_path / "run"),
+        img_size=256,
+        batch=8,
+        lr=2e-3,
+        epochs=40,
+        device="cpu",
+        strategy="none",
+    )
+    result = train(cfg, show_progress=False)
+    assert result.epochs_done == 40 and result.stopped is None
+    assert result.best_map50 >= 0.5, result.best_map50
+
+
+@pytest.mark.slow
 def test_run_folder_and_exact_resume(tiny_synth, tmp_path):
     from yolo_cli.modelfile import load_model
     from yolo_cli.train import train
