@@ -1,7 +1,7 @@
 """Train on BCCD for a fixed wall-clock budget and score the test split against the reference.
 
     .venv/bin/python benchmarks/train_bccd.py [--minutes 30] [--img-size 416] [--batch 16]
-                                              [--width W] [--seed 0] [--out runs/train/bccd-30m]
+                                              [--width W] [--lambda-obj 1] [--seed 0] [--out runs/train/bccd-30m]
 
 What it does, all in this one process:
 1. ``yolo_cli.train.train`` on BCCD's official train split (205 images) with the val split (87)
@@ -104,7 +104,7 @@ def yolo_train_command(cfg) -> str:
     """The ``yolo train`` command line that runs the same training as this script."""
     return (
         f"yolo train --data {cfg.data} --img-size {cfg.img_size} --batch {cfg.batch} "
-        f"--width {cfg.width:g} --seed {cfg.seed} --minutes {cfg.minutes:g} --out {cfg.out}"
+        f"--width {cfg.width:g} --lambda-obj {cfg.lambda_obj:g} --seed {cfg.seed} --minutes {cfg.minutes:g} --out {cfg.out}"
     )
 
 
@@ -116,6 +116,9 @@ def main() -> None:
     parser.add_argument("--img-size", type=int, default=DEFAULTS.img_size, help="input side")
     parser.add_argument("--batch", type=int, default=DEFAULTS.batch, help="batch size")
     parser.add_argument("--width", type=float, help="width multiplier (default: yolo train's)")
+    parser.add_argument(
+        "--lambda-obj", type=float, default=DEFAULTS.lambda_obj, help="yolo train --lambda-obj"
+    )
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
     parser.add_argument("--out", type=Path, help="run folder (default runs/train/bccd-<minutes>m)")
     args = parser.parse_args()
@@ -145,6 +148,7 @@ def benchmark(args) -> None:
         img_size=args.img_size,
         batch=args.batch,
         seed=args.seed,
+        lambda_obj=args.lambda_obj,
         **({"width": args.width} if args.width is not None else {}),
     )
     command = yolo_train_command(cfg)  # before train() turns --minutes into an epoch count

@@ -27,8 +27,11 @@ def test_no_object_only_pc_counts_whatever_the_other_outputs():
         assert float(parts["coord"][0]) == 0 and float(parts["cls"][0]) == 0
 
 
-def test_assigned_object_hand_computed():
-    loss = YoloLoss(ANCHORS, 64, lambda_coord=5.0, lambda_noobj=0.5, ignore_iou=0.6)
+@pytest.mark.parametrize("lambda_obj", [1.0, 5.0])
+def test_assigned_object_hand_computed(lambda_obj):
+    loss = YoloLoss(
+        ANCHORS, 64, lambda_coord=5.0, lambda_obj=lambda_obj, lambda_noobj=0.5, ignore_iou=0.6
+    )
     y = make()
     y[0, 0, 1, 0, :5] = [1, 0.5, 0.25, np.log(1.5), 0.0]  # box centre (48, 8), 48×32
     y[0, 0, 1, 0, 5:] = [0, 1]
@@ -40,7 +43,7 @@ def test_assigned_object_hand_computed():
     boxes[0, 0] = [24, -8, 72, 24]
     total, parts = loss(y, boxes, raw)
     coord = 5.0 * ((0.5 - 0.5) ** 2 + (0.5 - 0.25) ** 2 + np.log(1.5) ** 2 + 0.0)
-    obj = (0.8 - 1) ** 2
+    obj = lambda_obj * (0.8 - 1) ** 2
     cls = np.log(2.0)  # cross-entropy of a uniform prediction over 2 classes
     # the three empty cells predict 32×32 boxes at their centres; their best IoU with the
     # ground truth is < 0.6, so all three are pushed toward p_c = 0

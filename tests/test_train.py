@@ -279,3 +279,21 @@ def test_wall_clock_budget_sets_the_epoch_count(tiny_synth, tmp_path):
     assert result.epochs_done == 1
     state = json.loads((tmp_path / "timed" / "state.json").read_text())
     assert state["config"]["epochs"] == 1
+
+
+def test_cli_train_passes_the_loss_weights_to_the_run(tiny_synth, tmp_path):
+    from click.testing import CliRunner
+
+    from yolo_cli.cli import cli
+
+    common = ["train", "--data", str(tiny_synth), "--img-size", str(SIZE), "--width", "0.25",
+              "--anchors", "3", "--epochs", "1", "--max-steps", "1", "--batch", "8",
+              "--device", "cpu", "--strategy", "none"]  # fmt: skip
+    out = tmp_path / "obj5"
+    result = CliRunner().invoke(cli, [*common, "--lambda-obj", "5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "state.json").read_text())["config"]["lambda_obj"] == 5.0
+
+    refused = CliRunner().invoke(cli, [*common, "--lambda-obj", "0", "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 2 and "--lambda-obj" in refused.output
+    assert not (tmp_path / "x").exists()

@@ -230,6 +230,13 @@ def info(model: str | None) -> None:
 @click.option(
     "--width", default=0.5, show_default=True, help="Channel width multiplier of the backbone."
 )
+@click.option(
+    "--lambda-obj",
+    default=DEFAULTS.lambda_obj,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Weight of the p_c error where an object is assigned (Darknet YOLOv2: 5).",
+)
 @click.option("--seed", default=DEFAULTS.seed, show_default=True)
 @click.option("--no-augment", is_flag=True, help="Turn off the training augmentations.")
 @click.option("--out", type=click.Path(), help="Run folder (default runs/train/expN).")

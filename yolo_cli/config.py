@@ -20,6 +20,7 @@ class Defaults:
     max_boxes: int = 100
     min_visible: float = 0.4  # augmentation drops objects less visible than this after a crop
     lambda_coord: float = 5.0
+    lambda_obj: float = 1.0
     lambda_noobj: float = 0.5
     ignore_iou: float = 0.6
     seed: int = 0

@@ -2,12 +2,14 @@
 
 Where an object is assigned (target ``p_c = 1``)::
 
-    (p̂_c − 1)²  +  λ_coord · [(x̂ − x)² + (ŷ − y)² + (t̂_w − t_w)² + (t̂_h − t_h)²]
+    λ_obj · (p̂_c − 1)²  +  λ_coord · [(x̂ − x)² + (ŷ − y)² + (t̂_w − t_w)² + (t̂_h − t_h)²]
                 +  cross-entropy(class)
 
 and where none is, only ``λ_noobj · (p̂_c − 0)²`` — except that predictions whose box already
 overlaps some ground-truth box with IoU > ``ignore_iou`` are not pushed toward ``p_c = 0``
-(YOLOv2), since they are good boxes that merely lost the assignment. Box terms are compared in
+(YOLOv2), since they are good boxes that merely lost the assignment. λ_obj is 1 in the course;
+Darknet's YOLOv2 configs set it to 5 (``object_scale``), which keeps the p_c of small, rare objects
+from collapsing under the many λ_noobj terms of the empty cells. Box terms are compared in
 the activated parameterisation of :func:`yolo_cli.postprocess.activate` (cell offsets after the
 sigmoid, log-space sizes), which is how :mod:`yolo_cli.targets` writes the target.
 Each image's loss is the sum over its cells and anchors; batches average over images.
@@ -37,6 +39,7 @@ class YoloLoss:
     anchors: np.ndarray
     img_size: int
     lambda_coord: float = DEFAULTS.lambda_coord
+    lambda_obj: float = DEFAULTS.lambda_obj
     lambda_noobj: float = DEFAULTS.lambda_noobj
     ignore_iou: float = DEFAULTS.ignore_iou
 
@@ -67,7 +70,7 @@ class YoloLoss:
 
         parts = {
             "coord": self.lambda_coord * per_image(obj * box_err),
-            "obj": per_image(obj * tf.square(p_c - 1.0)),
+            "obj": self.lambda_obj * per_image(obj * tf.square(p_c - 1.0)),
             "noobj": self.lambda_noobj * per_image((1.0 - obj) * (1.0 - ignore) * tf.square(p_c)),
             "cls": per_image(obj * cls_err),
         }

@@ -59,6 +59,7 @@ class TrainConfig:
     warmup_epochs: float = DEFAULTS.warmup_epochs
     seed: int = DEFAULTS.seed
     width: float = 0.5
+    lambda_obj: float = DEFAULTS.lambda_obj
     augment: bool = True
     device: str = "auto"
     strategy: str = "auto"
@@ -185,7 +186,7 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
         if resume_state is not None:
             self.model.load_weights(run_dir / "last.keras")
-        self.loss_fn = YoloLoss(anchors, cfg.img_size)
+        self.loss_fn = YoloLoss(anchors, cfg.img_size, lambda_obj=cfg.lambda_obj)
         self.augmentation = None
         if cfg.augment:
             from yolo_cli.data.augment import Augmentation
