@@ -271,6 +271,15 @@ def test_multiworker_two_local_workers_agree(tiny_synth, tmp_path):
         np.testing.assert_allclose(w0[k], w1[k], rtol=1e-6, atol=1e-7)
 
 
+def test_epochs_in_budget():
+    from yolo_cli.train import epochs_in_budget
+
+    assert epochs_in_budget(30, elapsed=60, epochs_done=1, last_epoch=60) == 30
+    # epoch 1 took 60 s with tracing, epoch 2 only 30 s: 1,710 s left hold 57 more
+    assert epochs_in_budget(30, elapsed=90, epochs_done=2, last_epoch=30) == 59
+    assert epochs_in_budget(1, elapsed=75, epochs_done=1, last_epoch=75) == 1
+
+
 def test_wall_clock_budget_sets_the_epoch_count(tiny_synth, tmp_path):
     from yolo_cli.train import train
 

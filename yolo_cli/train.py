@@ -67,7 +67,7 @@ class TrainConfig:
     freeze: int = 0
     synth_n: int = 2000
     max_steps: int | None = None  # per epoch; for smoke tests and multi-worker checks
-    minutes: float | None = None  # wall-clock budget: sets the epoch count after epoch 1
+    minutes: float | None = None  # wall-clock budget: sets the epoch count after epochs 1 and 2
     extra: dict = field(default_factory=dict)
 
 
@@ -79,6 +79,12 @@ def learning_rate(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def epochs_in_budget(minutes: float, elapsed: float, epochs_done: int, last_epoch: float) -> int:
+    """The epoch count a ``minutes`` budget holds: the epochs done plus the whole epochs that fit
+    in the time left at the last epoch's pace (``elapsed`` and ``last_epoch`` in seconds)."""
+    return epochs_done + max(0, int((minutes * 60 - elapsed) // last_epoch))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -467,13 +473,16 @@ def train(
     try:
         while progress.epochs_done < cfg.epochs:
             epoch = progress.epochs_done
+            epoch_started = time.monotonic()
             train_stats = trainer.train_epoch(epoch, progress)
             val_stats = trainer.validate()
-            if cfg.minutes and epoch == 0 and state is None:
-                # as ultralytics' `time=`: the epochs that fit the budget at epoch 1's pace;
-                # the learning-rate schedule stretches to match
-                per_epoch = time.monotonic() - started
-                cfg.epochs = max(1, int(cfg.minutes * 60 // per_epoch))
+            if cfg.minutes and epoch < 2 and state is None:
+                # as ultralytics' `time=`, and the learning-rate schedule stretches to match;
+                # epoch 1 also traces the graphs, so epoch 2's pace sets the count again
+                now = time.monotonic()
+                cfg.epochs = epochs_in_budget(
+                    cfg.minutes, now - started, epoch + 1, now - epoch_started
+                )
             row = {
                 "epoch": epoch + 1,
                 "lr": float(trainer.optimizer.learning_rate.numpy()),
