@@ -6,8 +6,8 @@
 What it does, all in this one process:
 1. ``yolo_cli.train.train`` on BCCD's official train split (205 images) with the val split (87)
    for model selection: ``best.keras`` is the epoch with the best val mAP@0.5. ``--minutes`` is
-   ``yolo train --minutes``: the pace of epochs 1 and 2 sets how many epochs fit the budget, and
-   the learning-rate schedule stretches to them.
+   ``yolo train --minutes``: after every epoch, the pace so far sets how many epochs fit the
+   budget, and the learning-rate schedule stretches to them.
 2. ``yolo_cli.evaluate.run_eval`` of ``best.keras`` on the test split (72 images) at conf 0.001,
    as ``yolo eval``: AP@0.5 per class, mAP@0.5 and COCO mAP@[.5:.95].
 

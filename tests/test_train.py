@@ -274,10 +274,10 @@ def test_multiworker_two_local_workers_agree(tiny_synth, tmp_path):
 def test_epochs_in_budget():
     from yolo_cli.train import epochs_in_budget
 
-    assert epochs_in_budget(30, elapsed=60, epochs_done=1, last_epoch=60) == 30
-    # epoch 1 took 60 s with tracing, epoch 2 only 30 s: 1,710 s left hold 57 more
-    assert epochs_in_budget(30, elapsed=90, epochs_done=2, last_epoch=30) == 59
-    assert epochs_in_budget(1, elapsed=75, epochs_done=1, last_epoch=75) == 1
+    assert epochs_in_budget(30, elapsed=60, epochs_done=1, pace=60) == 30
+    # epoch 1 took 60 s with tracing, the next ones 30 s: 1,710 s left hold 57 more
+    assert epochs_in_budget(30, elapsed=90, epochs_done=2, pace=30) == 59
+    assert epochs_in_budget(1, elapsed=75, epochs_done=1, pace=75) == 1
 
 
 def test_wall_clock_budget_sets_the_epoch_count(tiny_synth, tmp_path):

@@ -262,7 +262,7 @@ def info(model: str | None) -> None:
 @click.option(
     "--minutes",
     type=click.FloatRange(min=0, min_open=True),
-    help="Wall-clock budget: after epochs 1 and 2, the epoch count becomes what fits (overrides "
+    help="Wall-clock budget: after every epoch, the epoch count becomes what fits (overrides "
     "--epochs).",
 )
 @click.option(

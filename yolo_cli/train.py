@@ -67,7 +67,7 @@ class TrainConfig:
     freeze: int = 0
     synth_n: int = 2000
     max_steps: int | None = None  # per epoch; for smoke tests and multi-worker checks
-    minutes: float | None = None  # wall-clock budget: sets the epoch count after epochs 1 and 2
+    minutes: float | None = None  # wall-clock budget: sets the epoch count after every epoch
     extra: dict = field(default_factory=dict)
 
 
@@ -81,10 +81,10 @@ def learning_rate(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def epochs_in_budget(minutes: float, elapsed: float, epochs_done: int, last_epoch: float) -> int:
+def epochs_in_budget(minutes: float, elapsed: float, epochs_done: int, pace: float) -> int:
     """The epoch count a ``minutes`` budget holds: the epochs done plus the whole epochs that fit
-    in the time left at the last epoch's pace (``elapsed`` and ``last_epoch`` in seconds)."""
-    return epochs_done + max(0, int((minutes * 60 - elapsed) // last_epoch))
+    in the time left at ``pace`` seconds per epoch (``elapsed`` in seconds)."""
+    return epochs_done + max(0, int((minutes * 60 - elapsed) // pace))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -476,13 +476,14 @@ def train(
             epoch_started = time.monotonic()
             train_stats = trainer.train_epoch(epoch, progress)
             val_stats = trainer.validate()
-            if cfg.minutes and epoch < 2 and state is None:
-                # as ultralytics' `time=`, and the learning-rate schedule stretches to match;
-                # epoch 1 also traces the graphs, so epoch 2's pace sets the count again
+            if cfg.minutes and state is None:
+                # as ultralytics' `time=`, the learning-rate schedule stretching to match; the
+                # pace is that of the epochs after the first, which also traces the graphs
                 now = time.monotonic()
-                cfg.epochs = epochs_in_budget(
-                    cfg.minutes, now - started, epoch + 1, now - epoch_started
-                )
+                if epoch == 0:
+                    first_epoch_end = now
+                pace = (now - first_epoch_end) / epoch if epoch else now - epoch_started
+                cfg.epochs = epochs_in_budget(cfg.minutes, now - started, epoch + 1, pace)
             row = {
                 "epoch": epoch + 1,
                 "lr": float(trainer.optimizer.learning_rate.numpy()),
