@@ -1,7 +1,8 @@
 """Train on BCCD for a fixed wall-clock budget and score the test split against the reference.
 
     .venv/bin/python benchmarks/train_bccd.py [--minutes 30] [--img-size 416] [--batch 16]
-                                              [--width W] [--lambda-obj 1] [--seed 0] [--out runs/train/bccd-30m]
+                                              [--width W] [--lambda-obj 1] [--seed 0]
+                                              [--out runs/train/bccd-30m]
 
 What it does, all in this one process:
 1. ``yolo_cli.train.train`` on BCCD's official train split (205 images) with the val split (87)

@@ -473,7 +473,6 @@ def train(
     try:
         while progress.epochs_done < cfg.epochs:
             epoch = progress.epochs_done
-            epoch_started = time.monotonic()
             train_stats = trainer.train_epoch(epoch, progress)
             val_stats = trainer.validate()
             if cfg.minutes and state is None:
@@ -482,7 +481,7 @@ def train(
                 now = time.monotonic()
                 if epoch == 0:
                     first_epoch_end = now
-                pace = (now - first_epoch_end) / epoch if epoch else now - epoch_started
+                pace = (now - first_epoch_end) / epoch if epoch else now - started
                 cfg.epochs = epochs_in_budget(cfg.minutes, now - started, epoch + 1, pace)
             row = {
                 "epoch": epoch + 1,
