@@ -120,28 +120,29 @@ def split_graph(detector) -> tuple[Callable, Callable]:
     (raw grid → padded boxes, scores, classes, count)."""
     import tensorflow as tf
 
+    from yolo_cli.modelfile import model_outputs
     from yolo_cli.postprocess import decode, select
 
     meta, model, t = detector.meta, detector.model, detector.thresholds
-    size, anchors = meta.img_size, np.asarray(meta.anchors, np.float32)
-    grid = tuple(model.output.shape[1:])
+    size = meta.img_size
+    grids = [tf.TensorSpec((None, *o.shape[1:]), tf.float32) for o in model.outputs]
 
     @tf.function(input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
     def forward(images):
-        return model(images, training=False)
+        return model_outputs(model, images)
 
-    @tf.function(input_signature=[tf.TensorSpec((None, *grid), tf.float32)])
-    def postprocess(raw):
-        boxes, p_c, probs = decode(raw, anchors, size)
+    @tf.function(input_signature=[grids])
+    def postprocess(raws):
+        boxes, p_c, probs = decode(raws, meta.heads, size, meta.class_activation)
         return select(boxes, p_c, probs, t.conf, t.nms_iou, t.max_det)
 
-    def model_only(batch: np.ndarray) -> np.ndarray:
+    def model_only(batch: np.ndarray) -> list[np.ndarray]:
         with detector.device.scope():
-            return forward(tf.convert_to_tensor(batch, tf.float32)).numpy()
+            return [o.numpy() for o in forward(tf.convert_to_tensor(batch, tf.float32))]
 
-    def post_only(raw: np.ndarray) -> tuple:
+    def post_only(raws: list[np.ndarray]) -> tuple:
         with detector.device.scope():
-            return tuple(o.numpy() for o in postprocess(tf.convert_to_tensor(raw)))
+            return tuple(o.numpy() for o in postprocess([tf.convert_to_tensor(r) for r in raws]))
 
     return model_only, post_only
 
@@ -205,7 +206,7 @@ def detect_benchmark(
 ) -> dict:
     """One row of table 1: end-to-end images/s and the stage times, on ``paths``."""
     from yolo_cli.config import DEFAULTS
-    from yolo_cli.data.formats import header_size
+    from yolo_cli.data.image import header_size
 
     slug = name.split()[0].lower()
     rate, line = end_to_end([str(p) for p in paths], model, tmp / f"e2e-{slug}", sizes.repeats)
@@ -544,7 +545,7 @@ def benchmark(args, sizes: Sizes) -> None:
     import tensorflow as tf
 
     from yolo_cli.config import DEFAULTS, datasets_root
-    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.data.load import load_dataset
     from yolo_cli.data.synth import write_synthetic
     from yolo_cli.device import select_device
     from yolo_cli.inference import Detector

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from yolo_cli.config import DEFAULTS
+from yolo_cli.modelfile import Head
 from yolo_cli.postprocess import batched_nms, decode, filter_detections, select
 
 NUM_CLASSES = 3
@@ -122,11 +123,13 @@ def postprocess_methods(raw, anchors):
 
     @tf.function(input_signature=signature)
     def tf_path(raw):
-        boxes, p_c, probs = decode(raw, anchors, IMG_SIZE)
+        boxes, p_c, probs = decode(raw, [Head(DEFAULTS.stride, anchors)], IMG_SIZE)
         return select(boxes, p_c, probs, d.conf_threshold, d.nms_iou, d.max_det)
 
     def numpy_path():
-        boxes, p_c, probs = (t.numpy()[0] for t in decode(raw, anchors, IMG_SIZE))
+        boxes, p_c, probs = (
+            t.numpy()[0] for t in decode(raw, [Head(DEFAULTS.stride, anchors)], IMG_SIZE)
+        )
         return filter_detections(boxes, p_c, probs, d.conf_threshold, d.nms_iou, d.max_det)
 
     def tf_to_numpy():
@@ -205,7 +208,12 @@ def postprocess_table(repeats: int) -> None:
         count = int(methods["TF: decode + select"]()[3][0])
         if count != len(dets):
             raise SystemExit(f"select keeps {count} boxes, filter_detections {len(dets)}")
-        candidates = int((decode(raw, anchors, IMG_SIZE)[1].numpy() > d.conf_threshold).sum())
+        candidates = int(
+            (
+                decode(raw, [Head(DEFAULTS.stride, anchors)], IMG_SIZE)[1].numpy()
+                > d.conf_threshold
+            ).sum()
+        )
         for name, t in medians_ms(methods, repeats).items():
             goal = "" if t < 2.0 else "  over the goal"
             print(f"{label:<28} {candidates:>10} {len(dets):>5}  {name:<34} {t:>6.2f}{goal}")

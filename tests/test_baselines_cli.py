@@ -18,9 +18,10 @@ from click.testing import CliRunner
 from yolo_cli.bench import detections_agree, true_positive_ious
 from yolo_cli.cli import cli
 from yolo_cli.config import DEFAULTS
-from yolo_cli.data.synth import render_scene, scene_rng, write_synthetic
+from yolo_cli.data.scenes import render_scene, scene_rng
+from yolo_cli.data.synth import write_synthetic
 from yolo_cli.model import build_model
-from yolo_cli.modelfile import ModelMeta, read_meta, save_model
+from yolo_cli.modelfile import Head, ModelMeta, read_meta, save_model
 from yolo_cli.postprocess import Detections
 
 SIZE = 128
@@ -61,7 +62,7 @@ def window_model(window_run):
 def yolo_model(tmp_path_factory):
     model = build_model(len(NAMES), np.array(ANCHORS), SIZE, width=0.25)
     path = tmp_path_factory.mktemp("yolo") / "yolo.keras"
-    return save_model(model, path, ModelMeta("yolo", NAMES, SIZE, ANCHORS))
+    return save_model(model, path, ModelMeta("yolo", NAMES, SIZE, [Head(32, ANCHORS)]))
 
 
 @pytest.fixture(scope="module")

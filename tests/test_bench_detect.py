@@ -12,7 +12,7 @@ from markdown import cells
 
 from yolo_cli.config import DEFAULTS
 from yolo_cli.model import build_model
-from yolo_cli.modelfile import ModelMeta, save_model
+from yolo_cli.modelfile import Head, ModelMeta, save_model
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_detect.py"
 ANCHORS = [[20.0, 24.0], [60.0, 50.0]]
@@ -21,7 +21,7 @@ SIZE = 128
 
 @pytest.mark.slow
 def test_quick_run_prints_every_table(tmp_path):
-    meta = ModelMeta("yolo", list(DEFAULTS.synth_classes), SIZE, ANCHORS)
+    meta = ModelMeta("yolo", list(DEFAULTS.synth_classes), SIZE, [Head(32, ANCHORS)])
     model = build_model(len(meta.names), np.array(ANCHORS), SIZE, width=0.25)
     path = save_model(model, tmp_path / "tiny.keras", meta, include_optimizer=False)
 

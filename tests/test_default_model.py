@@ -6,8 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 from yolo_cli.cli import cli
-from yolo_cli.config import DEFAULT_MODEL, DEFAULTS, PACKAGE_ROOT
-from yolo_cli.modelfile import read_meta
+from yolo_cli.config import DEFAULTS, PACKAGE_ROOT
+from yolo_cli.modelfile import read_meta, shipped_model
+
+DEFAULT_MODEL = shipped_model("synthetic")
 
 SAMPLE = PACKAGE_ROOT / "data" / "samples" / "street_1.jpg"
 
@@ -15,7 +17,7 @@ SAMPLE = PACKAGE_ROOT / "data" / "samples" / "street_1.jpg"
 def test_shipped_model_file():
     meta = read_meta(DEFAULT_MODEL)
     assert meta.kind == "yolo" and tuple(meta.names) == DEFAULTS.synth_classes
-    assert meta.img_size == 512 and len(meta.anchors) == DEFAULTS.num_anchors
+    assert meta.img_size == 512 and len(meta.heads[0].anchors) == DEFAULTS.num_anchors
     assert DEFAULT_MODEL.stat().st_size <= 20 * 2**20
 
 

@@ -26,7 +26,7 @@ from yolo_cli.cli import cli
 from yolo_cli.detect import resolve_sources
 from yolo_cli.draw import class_colour, draw_detections
 from yolo_cli.model import build_model
-from yolo_cli.modelfile import ModelMeta, save_model
+from yolo_cli.modelfile import Head, ModelMeta, save_model
 from yolo_cli.postprocess import Detections
 
 NAMES = ["pedestrian", "car", "motorcycle"]
@@ -65,13 +65,13 @@ def _one_box_model(img_size: int = SIZE):
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    meta = ModelMeta("yolo", NAMES, SIZE, ANCHORS)
+    meta = ModelMeta("yolo", NAMES, SIZE, [Head(32, ANCHORS)])
     return save_model(_one_box_model(), tmp_path_factory.mktemp("m") / "one.keras", meta)
 
 
 @pytest.fixture(scope="module")
 def resizable_model_file(tmp_path_factory):
-    meta = ModelMeta("yolo", NAMES, SIZE, ANCHORS, {"config": {"width": 0.25}})
+    meta = ModelMeta("yolo", NAMES, SIZE, [Head(32, ANCHORS)], extra={"config": {"width": 0.25}})
     return save_model(_one_box_model(), tmp_path_factory.mktemp("m") / "sized.keras", meta)
 
 
@@ -323,13 +323,15 @@ def test_classes_filter(tmp_path, model_file):
 
 
 def test_missing_default_model_is_one_line(tmp_path, monkeypatch):
-    default = tmp_path / "models" / "default.keras"
-    monkeypatch.setattr(config, "DEFAULT_MODEL", default)
+    monkeypatch.setattr(config, "MODELS_DIR", tmp_path / "models")
+    default = tmp_path / "models" / config.SHIPPED_MODELS[config.DETECT_MODEL]
     write_rgb(tmp_path / "a.png", scene(*LANDSCAPE)[0])
     result = detect(tmp_path / "a.png")
     assert result.exit_code == 2
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(f"error: {default}: the default model is missing")
+    assert line.startswith(
+        f"error: {default}: the shipped model {config.DETECT_MODEL!r} is missing"
+    )
 
 
 def test_corrupt_model_file_is_one_line(tmp_path):

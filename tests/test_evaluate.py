@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from shared_data import BCCD, needs_bccd
 
 from yolo_cli.cli import cli
-from yolo_cli.data.formats import load_dataset
+from yolo_cli.data.load import load_dataset
 from yolo_cli.metrics import COCO_IOU_THRESHOLDS, evaluate
 from yolo_cli.postprocess import Detections
 from yolo_cli.predictions import to_coco_results
@@ -91,7 +91,7 @@ def test_eval_runs_a_model_and_reports_bad_data(tmp_path):
     """A real (untrained) model over a small synthetic set with one corrupt image."""
     from yolo_cli.data.synth import write_synthetic
     from yolo_cli.model import build_model
-    from yolo_cli.modelfile import ModelMeta, save_model
+    from yolo_cli.modelfile import Head, ModelMeta, save_model
 
     data = write_synthetic(tmp_path / "scenes", n=40, seed=4, size=128)
     victim = sorted((data / "images" / "test").glob("*.jpg"))[0]
@@ -101,7 +101,7 @@ def test_eval_runs_a_model_and_reports_bad_data(tmp_path):
     model = save_model(
         build_model(3, np.array(anchors), 128, width=0.25),
         tmp_path / "m.keras",
-        ModelMeta("yolo", names, 128, anchors),
+        ModelMeta("yolo", names, 128, [Head(32, anchors)]),
     )
     out = tmp_path / "eval"
     result = CliRunner().invoke(
@@ -117,13 +117,13 @@ def test_eval_runs_a_model_and_reports_bad_data(tmp_path):
 def test_eval_refuses_a_model_of_other_classes(tmp_path):
     from yolo_cli.data.synth import write_synthetic
     from yolo_cli.model import build_model
-    from yolo_cli.modelfile import ModelMeta, save_model
+    from yolo_cli.modelfile import Head, ModelMeta, save_model
 
     data = write_synthetic(tmp_path / "scenes", n=10, seed=4, size=128)
     model = save_model(
         build_model(1, np.ones((1, 2)), 128, width=0.25),
         tmp_path / "m.keras",
-        ModelMeta("yolo", ["raccoon"], 128, [[30.0, 30.0]]),
+        ModelMeta("yolo", ["raccoon"], 128, [Head(32, [[30.0, 30.0]])]),
     )
     result = CliRunner().invoke(
         cli, ["eval", "--data", str(data), "--model", str(model), "--split", "train"]

@@ -14,6 +14,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from yolo_cli.modelfile import Head
 from yolo_cli.postprocess import (
     Detections,
     batched_nms,
@@ -190,13 +191,15 @@ def test_decode_hand_built_cell():
         j = (0 * s + 12) * b + 4  # row 0, col 12, anchor (200, 200): centre (400, 16)
         np.testing.assert_allclose(boxes[0, j], [300, -84, 500, 116], atol=1e-3)
 
-    check(*(t.numpy() for t in decode(raw, anchors, 416)))
-    in_graph = tf.function(lambda r: decode(r, anchors, 416))
+    check(*(t.numpy() for t in decode(raw, [Head(32, anchors)], 416)))
+    in_graph = tf.function(lambda r: decode(r, [Head(32, anchors)], 416))
     check(*(t.numpy() for t in in_graph(tf.constant(raw))))
 
 
 def test_decode_of_an_empty_batch():
-    boxes, p_c, probs = decode(np.zeros((0, 13, 13, 5, 8), np.float32), np.ones((5, 2)), 416)
+    boxes, p_c, probs = decode(
+        np.zeros((0, 13, 13, 5, 8), np.float32), [Head(32, np.ones((5, 2)))], 416
+    )
     assert boxes.shape == (0, 845, 4) and p_c.shape == (0, 845) and probs.shape == (0, 845, 3)
 
 
@@ -221,7 +224,7 @@ def random_decoded_grids(seed: int, batch: int = 4, num_classes: int = 3):
     raw = rng.normal(0, 2, (batch, 13, 13, 5, 5 + num_classes)).astype(np.float32)
     raw[..., 3:5] = rng.normal(0, 0.5, raw[..., 3:5].shape)  # box sizes near the anchors
     anchors = rng.uniform(20, 200, (5, 2)).astype(np.float32)
-    return [t.numpy() for t in decode(raw, anchors, 416)]
+    return [t.numpy() for t in decode(raw, [Head(32, anchors)], 416)]
 
 
 def assert_same_detections(padded, index, dets: Detections):
@@ -248,21 +251,33 @@ def test_select_gives_the_same_detections_as_filter_detections(seed, conf, iou, 
         assert_same_detections(padded, i, dets)
 
 
-def test_p_c_threshold_is_strict():
-    # "discard boxes with p_c ≤ 0.6": p_c equal to the threshold goes, one ulp above stays
+def test_score_threshold_is_strict():
+    # "discard boxes with score ≤ 0.6" (score = p_c · P(class); P = 1 here, so score = p_c):
+    # a score equal to the threshold goes, one ulp above stays
     threshold = 0.6
     p_c = np.array([0.6, np.nextafter(np.float32(0.6), np.float32(1)), 0.59, 0.99], np.float32)
     boxes = np.array(
         [[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10]], np.float32
     )
-    probs = np.tile(np.array([[0.2, 0.8]], np.float32), (4, 1))
+    probs = np.tile(np.array([[0.0, 1.0]], np.float32), (4, 1))
 
     dets = filter_detections(boxes, p_c, probs, threshold, 0.5, 100)
     np.testing.assert_array_equal(dets.boxes, boxes[[3, 1]])
     np.testing.assert_array_equal(dets.classes, [1, 1])
-    np.testing.assert_allclose(dets.scores, p_c[[3, 1]] * 0.8)
-
+    np.testing.assert_allclose(dets.scores, p_c[[3, 1]])
     padded = compiled_select(threshold, 0.5, 10)(boxes[None], p_c[None], probs[None])
+    assert_same_detections(padded, 0, dets)
+
+
+def test_threshold_applies_to_the_class_score_not_p_c():
+    # p_c 0.9 with P(class) 0.5 scores 0.45: below 0.6 although p_c is above it
+    boxes = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32)
+    p_c = np.array([0.9, 0.9], np.float32)
+    probs = np.array([[0.5, 0.5], [0.1, 0.9]], np.float32)
+    dets = filter_detections(boxes, p_c, probs, 0.6, 0.5, 100)
+    np.testing.assert_array_equal(dets.boxes, boxes[[1]])
+    np.testing.assert_allclose(dets.scores, [0.81], rtol=1e-6)
+    padded = compiled_select(0.6, 0.5, 10)(boxes[None], p_c[None], probs[None])
     assert_same_detections(padded, 0, dets)
 
 

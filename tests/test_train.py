@@ -49,14 +49,14 @@ def test_overfits_one_small_batch(tiny_synth):
     import tensorflow as tf
 
     from yolo_cli.anchors import kmeans_anchors
-    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.data.load import load_dataset
     from yolo_cli.data.image import read_image
     from yolo_cli.data.pipeline import make_dataset
     from yolo_cli.inference import Detector, Thresholds
     from yolo_cli.loss import YoloLoss
     from yolo_cli.metrics import evaluate
     from yolo_cli.model import build_model
-    from yolo_cli.modelfile import ModelMeta
+    from yolo_cli.modelfile import Head, ModelMeta
     from yolo_cli.train import scaled_box_shapes
 
     keras.utils.set_random_seed(0)
@@ -83,7 +83,7 @@ def test_overfits_one_small_batch(tiny_synth):
     for _ in range(400):
         last = float(step())
     assert last < 0.02 * first, (first, last)
-    meta = ModelMeta("yolo", train.names, SIZE, anchors.tolist())
+    meta = ModelMeta("yolo", train.names, SIZE, [Head(32, anchors.tolist())])
     detector = Detector(model, meta, Thresholds(conf=0.001))
     dets = detector.detect([read_image(s.image) for s in train.samples])
     result = evaluate([(s.boxes, s.classes) for s in train.samples], dets, 3)

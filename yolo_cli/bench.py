@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from yolo_cli import config
 from yolo_cli.config import DEFAULTS
 from yolo_cli.data.dataset import Dataset
 from yolo_cli.errors import YoloError
@@ -128,12 +129,13 @@ def detections_agree(a: Detections, b: Detections) -> bool:
 
 
 def yolo_cost(detector) -> tuple[int, int]:
-    """``(grid cells × anchors, multiply-adds)`` of one YOLO forward pass (any image size:
-    every image is letterboxed to the model's input)."""
-    from yolo_cli.summary import layer_macs
+    """``(grid cells × anchors over every head, multiply-adds)`` of one YOLO forward pass (any
+    image size: every image is resized to the model's input)."""
+    from yolo_cli.summary import total_macs
 
-    cells = int(np.prod(detector.model.output_shape[1:4]))
-    return cells, sum(layer_macs(layer) for layer in detector.model.layers)
+    size = detector.meta.img_size
+    cells = sum(h.grid(size) ** 2 * len(h.anchors) for h in detector.meta.heads)
+    return cells, total_macs(detector.model)
 
 
 def _read_images(dataset: Dataset, n: int) -> tuple[Dataset, list[np.ndarray]]:
@@ -222,16 +224,16 @@ def _run(method: str, path: str, images, dataset: Dataset, options, device) -> M
 def run_bench(options: BenchOptions) -> BenchReport:
     """Run window, conv-window and YOLO on the same images; raises :class:`YoloError` for a
     missing model, a model of the wrong kind, or classes that differ from the dataset's."""
-    from yolo_cli.detect import model_path
     from yolo_cli.device import select_device
     from yolo_cli.evaluate import load_eval_dataset
+    from yolo_cli.modelfile import model_path
 
     if options.window_model is None:
         raise YoloError(
             "--window-model: needed; train one with `yolo train --method window` "
             "and pass its best.keras"
         )
-    yolo_path = str(model_path(options.yolo_model))
+    yolo_path = str(model_path(options.yolo_model, default=config.EVAL_MODEL))
     dataset, images = _read_images(load_eval_dataset(options.data, options.split), options.n_images)
     _check_model(options.window_model, "window", "--window-model", dataset)
     _check_model(yolo_path, "yolo", "--yolo-model", dataset)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from yolo_cli.config import DEFAULTS
+
 _FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
@@ -151,7 +153,9 @@ class Letterbox:
         )
 
 
-def letterbox_image(image: np.ndarray, size: int, fill: int = 114) -> tuple[np.ndarray, Letterbox]:
+def letterbox_image(
+    image: np.ndarray, size: int, fill: int = DEFAULTS.letterbox_fill
+) -> tuple[np.ndarray, Letterbox]:
     """Resize an ``(H, W, 3)`` uint8 image into ``(size, size, 3)``, aspect kept, grey borders.
 
     Returns the input image and the :class:`Letterbox` whose ``invert`` maps boxes back.
@@ -166,3 +170,43 @@ def letterbox_image(image: np.ndarray, size: int, fill: int = 114) -> tuple[np.n
     out = np.full((size, size, 3), fill, np.uint8)
     out[int(lb.pad_y) : int(lb.pad_y) + new_h, int(lb.pad_x) : int(lb.pad_x) + new_w] = resized
     return out, lb
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """A plain resize into a square model input (Darknet's): ``input = original * scale``,
+    with one factor per axis (aspect ratio not kept, no border)."""
+
+    scale_x: float
+    scale_y: float
+    size: int
+
+    @classmethod
+    def fit(cls, width: int, height: int, size: int) -> Stretch:
+        return cls(size / width, size / height, size)
+
+    def apply(self, boxes: np.ndarray) -> np.ndarray:
+        """Original-image xyxy pixel boxes ``(N, 4)`` → model-input pixels."""
+        scale = np.array([self.scale_x, self.scale_y] * 2, np.float32)
+        return (np.asarray(boxes, np.float32).reshape(-1, 4) * scale).astype(np.float32)
+
+    def invert(self, boxes: np.ndarray) -> np.ndarray:
+        """Model-input xyxy pixel boxes ``(N, 4)`` → original-image pixels."""
+        scale = np.array([self.scale_x, self.scale_y] * 2, np.float32)
+        return (np.asarray(boxes, np.float32).reshape(-1, 4) / scale).astype(np.float32)
+
+
+def resize_image(
+    image: np.ndarray, size: int, mode: str = "letterbox"
+) -> tuple[np.ndarray, Letterbox | Stretch]:
+    """An ``(H, W, 3)`` uint8 image → the ``(size, size, 3)`` model input and the transform
+    whose ``invert`` maps boxes back: ``letterbox`` (:func:`letterbox_image`) or ``stretch``
+    (a plain resize, as Darknet models were trained)."""
+    if mode == "letterbox":
+        return letterbox_image(image, size)
+    import cv2
+
+    h, w = image.shape[:2]
+    st = Stretch.fit(w, h, size)
+    interp = cv2.INTER_AREA if size < min(w, h) else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp), st

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from yolo_cli import config
 from yolo_cli.config import DEFAULTS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from yolo_cli.errors import YoloError
 
@@ -41,7 +40,7 @@ _GLOB_MAGIC = set("*?[")
 
 @dataclass
 class DetectOptions:
-    """Everything ``yolo detect`` takes; ``model=None`` is :data:`yolo_cli.config.DEFAULT_MODEL`.
+    """Everything ``yolo detect`` takes; ``model=None`` is the shipped :data:`yolo_cli.config.DETECT_MODEL`.
 
     method: ``yolo``, or ``window`` / ``conv-window`` with a window classifier as ``model``
     (:mod:`yolo_cli.baselines.detector`). img_size: model input side (``None``: the model's
@@ -254,25 +253,6 @@ def _video_frames(source: Source, every: int) -> Iterator[Frame]:
         cap.release()
 
 
-def model_path(model: str | None, method: str = "yolo") -> Path:
-    """``--model`` or the shipped default; a missing default gets its own message, and the
-    sliding-window methods, which have no default model, say so."""
-    if model is not None:
-        return Path(model)
-    if method != "yolo":
-        raise YoloError(
-            f"--method {method}: needs --model PATH, a window classifier "
-            "(train one with `yolo train --method window`)"
-        )
-    default = config.DEFAULT_MODEL
-    if not default.is_file():
-        raise YoloError(
-            f"{default}: the default model is missing; train one with `yolo train` "
-            "or pass --model PATH"
-        )
-    return default
-
-
 def class_filter(classes: Sequence[str] | None, names: Sequence[str], model: Path):
     """Class names to keep → sorted class ids (``None`` keeps all); unknown names raise."""
     if not classes:
@@ -289,7 +269,9 @@ def class_filter(classes: Sequence[str] | None, names: Sequence[str], model: Pat
 def load_detector(path: Path, options: DetectOptions, device):
     """The detector of ``options.method`` for ``path``; a YOLO one at ``options.img_size``."""
     from yolo_cli.baselines.detector import open_detector
+    from yolo_cli.device import device_scope
     from yolo_cli.inference import Detector, Thresholds
+    from yolo_cli.model import resized_model
 
     thresholds = Thresholds(options.conf, options.nms_iou, options.max_det)
     detector = open_detector(options.method, path, thresholds, device)
@@ -300,35 +282,9 @@ def load_detector(path: Path, options: DetectOptions, device):
         raise YoloError(
             f"{path}: --img-size applies to YOLO models, not to --method {options.method}"
         )
-    with device.scope():
+    with device_scope(device):
         model = resized_model(detector.model, detector.meta, size, path)
     return Detector(model, replace(detector.meta, img_size=size), thresholds, device)
-
-
-def resized_model(model, meta, img_size: int, path: Path):
-    """The same network and weights at another input size.
-
-    Every layer is convolutional except the Reshape layers, whose shapes follow the input
-    size, so :func:`yolo_cli.model.build_model` at ``img_size`` with the training build
-    (``meta.extra["config"]["width"]``, passthrough when the model has one) takes the same
-    weights. Anchors stay in input pixels: an object of n pixels looks alike at any input size.
-    Raises :class:`YoloError` when the model does not say how it was built or the weights differ.
-    """
-    from yolo_cli.model import STRIDE, build_model
-
-    refuse = f"{path}: --img-size {img_size} is unsupported by this model (input {meta.img_size})"
-    if img_size % STRIDE or img_size < STRIDE:
-        raise YoloError(f"{refuse}: sizes are multiples of {STRIDE}")
-    width = meta.extra.get("config", {}).get("width")
-    if width is None:
-        raise YoloError(f"{refuse}: the file does not record how the network was built")
-    passthrough = any(layer.name == "passthrough_concat" for layer in model.layers)
-    rebuilt = build_model(meta.num_classes, np.asarray(meta.anchors), img_size, width, passthrough)
-    weights = model.get_weights()
-    if [w.shape for w in weights] != [w.shape for w in rebuilt.get_weights()]:
-        raise YoloError(f"{refuse}: its layers differ from the standard network")
-    rebuilt.set_weights(weights)
-    return rebuilt
 
 
 class _Writers:
@@ -421,7 +377,7 @@ def run_detect(
     """
     from yolo_cli.device import select_device
     from yolo_cli.draw import draw_detections
-    from yolo_cli.modelfile import read_meta
+    from yolo_cli.modelfile import model_path, read_meta
     from yolo_cli.predictions import to_json_record
 
     if options.batch < 1 or options.every < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +28,11 @@ class Device:
         import tensorflow as tf
 
         return tf.device(self.name)
+
+
+def device_scope(device: Device | None):
+    """``device``'s scope, or no scope at all for ``None`` (TensorFlow places ops itself)."""
+    return device.scope() if device is not None else contextlib.nullcontext()
 
 
 def parse_device(spec: str) -> tuple[str, int | None]:

@@ -1,8 +1,9 @@
-"""Running a YOLO model on images: letterbox → model → decode → threshold + NMS → original pixels.
+"""Running a YOLO model on images: resize → model → decode → threshold + NMS → original pixels.
 
-The model, decoding and NMS run in one ``tf.function`` with a fixed input signature (any batch
-size, fixed square input), so a stream of images never retraces, and it runs on whichever device
-:mod:`yolo_cli.device` chose.
+The model, decoding of every head and NMS run in one ``tf.function`` with a fixed input
+signature (any batch size, fixed square input), so a stream of images never retraces, and it
+runs on whichever device :mod:`yolo_cli.device` chose. Images are letterboxed or stretched as
+the model file says (``meta.resize``).
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from yolo_cli.boxes import Letterbox, clip, letterbox_image
+from yolo_cli.boxes import Letterbox, Stretch, clip, resize_image
 from yolo_cli.config import DEFAULTS
+from yolo_cli.device import device_scope
 from yolo_cli.modelfile import ModelMeta
 from yolo_cli.postprocess import Detections
 
 
 @dataclass
 class Thresholds:
-    """p_c threshold (boxes with ``p_c <= conf`` are discarded), NMS IoU, and the cap per image."""
+    """Score threshold (boxes with ``p_c · P(class) <= conf`` are discarded), NMS IoU, and the
+    cap per image."""
 
     conf: float = DEFAULTS.conf_threshold
     nms_iou: float = DEFAULTS.nms_iou
@@ -33,6 +36,7 @@ class Detector:
     def __init__(self, model, meta: ModelMeta, thresholds: Thresholds | None = None, device=None):
         import tensorflow as tf
 
+        from yolo_cli.modelfile import model_outputs
         from yolo_cli.postprocess import decode, select
 
         self.model = model
@@ -40,12 +44,12 @@ class Detector:
         self.thresholds = thresholds or Thresholds()
         self.device = device
         t = self.thresholds
-        anchors = np.asarray(meta.anchors, np.float32)
         size = meta.img_size
 
         @tf.function(input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
         def run(images):
-            boxes, p_c, probs = decode(model(images, training=False), anchors, size)
+            raws = model_outputs(model, images)
+            boxes, p_c, probs = decode(raws, meta.heads, size, meta.class_activation)
             return select(boxes, p_c, probs, t.conf, t.nms_iou, t.max_det)
 
         self._run = run
@@ -56,10 +60,7 @@ class Detector:
         from yolo_cli.errors import YoloError
         from yolo_cli.modelfile import load_model
 
-        if device is not None:
-            with device.scope():
-                model, meta = load_model(path)
-        else:
+        with device_scope(device):
             model, meta = load_model(path)
         if meta.kind != "yolo":
             raise YoloError(f"{path}: a {meta.kind!r} model, not a YOLO detector")
@@ -70,21 +71,19 @@ class Detector:
         import tensorflow as tf
 
         x = tf.convert_to_tensor(batch, tf.float32)
-        if self.device is not None:
-            with self.device.scope():
-                out = self._run(x)
-        else:
+        with device_scope(self.device):
             out = self._run(x)
         return tuple(o.numpy() for o in out)
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
         """RGB uint8 images ``(H, W, 3)`` of any sizes → one :class:`Detections` each.
 
-        Boxes are xyxy pixels of each original image (letterbox undone, clipped), sorted by score.
+        Boxes are xyxy pixels of each original image (resize undone, clipped), sorted by score.
         """
         if not images:
             return []
-        inputs, letterboxes = zip(*(letterbox_image(im, self.meta.img_size) for im in images))
+        size, mode = self.meta.img_size, self.meta.resize
+        inputs, letterboxes = zip(*(resize_image(im, size, mode) for im in images))
         boxes, scores, classes, count = self.raw(np.stack(inputs).astype(np.float32))
         return [
             _unletterbox(
@@ -104,7 +103,7 @@ class Detector:
         yield from self.detect(chunk)
 
 
-def _unletterbox(boxes, scores, classes, lb: Letterbox, image: np.ndarray) -> Detections:
+def _unletterbox(boxes, scores, classes, lb: Letterbox | Stretch, image: np.ndarray) -> Detections:
     h, w = image.shape[:2]
     return Detections(
         clip(lb.invert(boxes), w, h), scores.astype(np.float32), classes.astype(np.int32)

@@ -106,3 +106,30 @@ def freeze_blocks(model, n: int) -> list[str]:
             layer.trainable = False
             frozen.append(layer.name)
     return frozen
+
+
+def resized_model(model, meta, img_size: int, path):
+    """The same network and weights at another input size.
+
+    Every layer is convolutional except the Reshape layers, whose shapes follow the input
+    size, so :func:`build_model` at ``img_size`` with the training build
+    (``meta.extra["config"]["width"]``, passthrough when the model has one) takes the same
+    weights. Anchors stay in input pixels: an object of n pixels looks alike at any input size.
+    Raises :class:`YoloError` when the model does not say how it was built or the weights differ.
+    """
+    from yolo_cli.errors import YoloError
+
+    refuse = f"{path}: --img-size {img_size} is unsupported by this model (input {meta.img_size})"
+    if img_size % STRIDE or img_size < STRIDE:
+        raise YoloError(f"{refuse}: sizes are multiples of {STRIDE}")
+    width = meta.extra.get("config", {}).get("width")
+    if width is None or len(meta.heads) != 1:
+        raise YoloError(f"{refuse}: the file does not record how the network was built")
+    passthrough = any(layer.name == "passthrough_concat" for layer in model.layers)
+    anchors = np.asarray(meta.heads[0].anchors)
+    rebuilt = build_model(meta.num_classes, anchors, img_size, width, passthrough)
+    weights = model.get_weights()
+    if [w.shape for w in weights] != [w.shape for w in rebuilt.get_weights()]:
+        raise YoloError(f"{refuse}: its layers differ from the standard network")
+    rebuilt.set_weights(weights)
+    return rebuilt

@@ -1,10 +1,13 @@
-"""From the raw model grid to detections: decode, p_c threshold, per-class non-max suppression.
+"""From the raw model grids to detections: decode, score threshold, per-class non-max suppression.
 
-The grid has shape ``(batch, S, S, B, 5 + C)``; per cell and anchor the channels are the course's
-``[p_c, b_x, b_y, b_w, b_h, c_1 … c_C]`` as raw logits ``t``. Decoding follows YOLOv2:
-``x = (sigmoid(t_x) + col) / S``, ``y = (sigmoid(t_y) + row) / S``, ``w = anchor_w · exp(t_w)``,
-``h = anchor_h · exp(t_h)``, ``p_c = sigmoid(t_c)``, class probabilities = softmax.
-Each box takes its most likely class; its score is ``p_c · P(class)``.
+A model has one or more heads (:class:`yolo_cli.modelfile.Head`), each a grid of shape
+``(batch, S, S, B, 5 + C)``; per cell and anchor the channels are the course's
+``[p_c, b_x, b_y, b_w, b_h, c_1 … c_C]`` as raw logits ``t``. Decoding follows YOLOv2/v3:
+``x = (σ(t_x)·s − (s − 1)/2 + col) / S`` with Darknet's ``scale_xy`` s (1 by default),
+likewise y; ``w = anchor_w · exp(t_w)``, ``h = anchor_h · exp(t_h)``, ``p_c = σ(t_c)``, class
+probabilities by softmax (YOLOv2) or sigmoid (YOLOv3). The boxes of every head are pooled;
+each takes its most likely class and the score ``p_c · P(class)``, which the threshold, NMS,
+ranking and labels all use.
 
 Two NMS paths share those semantics: :func:`select` in TensorFlow (batched, runs inside a
 ``tf.function`` on any device) and :func:`batched_nms` in numpy (the course's loop, vectorized).
@@ -49,18 +52,21 @@ class Detections:
         return Detections(self.boxes[index], self.scores[index], self.classes[index])
 
 
-def activate(raw):
+def activate(raw, class_activation: str = "softmax", scale_xy: float = 1.0):
     """Raw logits ``(..., 5 + C)`` → ``[p_c, off_x, off_y, t_w, t_h, P(c_1) … P(c_C)]``.
 
-    ``off_x, off_y`` are the box centre's offset inside its cell, in [0, 1]; ``t_w, t_h`` stay
-    log-space. Targets (:mod:`yolo_cli.targets`) are written in this same activated form.
+    ``off_x, off_y`` are the box centre's offset from its cell's corner in cells,
+    ``σ(t)·scale_xy − (scale_xy − 1)/2``: in [0, 1] for YOLOv2's ``scale_xy = 1``; ``t_w, t_h``
+    stay log-space. Class scores: ``softmax`` over the classes or an independent ``sigmoid``
+    each (YOLOv3). Targets (:mod:`yolo_cli.targets`) are written in this same activated form.
     """
     import tensorflow as tf
 
     raw = tf.convert_to_tensor(raw, tf.float32)
-    return tf.concat(
-        [tf.sigmoid(raw[..., 0:3]), raw[..., 3:5], tf.nn.softmax(raw[..., 5:], axis=-1)], axis=-1
-    )
+    classes = raw[..., 5:]
+    probs = tf.sigmoid(classes) if class_activation == "sigmoid" else tf.nn.softmax(classes, -1)
+    offsets = tf.sigmoid(raw[..., 1:3]) * scale_xy - (scale_xy - 1.0) / 2.0  # exact for 1
+    return tf.concat([tf.sigmoid(raw[..., 0:1]), offsets, raw[..., 3:5], probs], axis=-1)
 
 
 def grid_to_boxes(grid, anchors, img_size: int):
@@ -90,41 +96,69 @@ def grid_to_boxes(grid, anchors, img_size: int):
     )
 
 
-def decode(raw, anchors, img_size: int):
-    """Raw model output ``(batch, S, S, B, 5 + C)`` → ``(boxes, p_c, probs)`` as :func:`grid_to_boxes`.
+def decode(raws, heads, img_size: int, class_activation: str = "softmax"):
+    """Raw heads → ``(boxes, p_c, probs)`` over every head, as :func:`grid_to_boxes`.
 
-    Called eagerly it runs as one traced graph: op by op, its few dozen small ops would cost
-    ~7 ms of overhead against ~1 ms for the graph (13×13×5 grid, 2-core CPU). Inside a graph
-    it is inlined, keeping static shapes.
+    raws: one raw grid ``(batch, S_h, S_h, B_h, 5 + C)`` per head (a single tensor for a
+    one-grid model); heads: the :class:`yolo_cli.modelfile.Head` of each, same order.
+    Returns ``boxes (batch, N, 4)`` xyxy model-input pixels, ``p_c (batch, N)`` and
+    ``probs (batch, N, C)``, ``N = Σ S_h²·B_h``, heads concatenated in order.
+
+    Called eagerly, each head runs as one traced graph: op by op, its few dozen small ops
+    would cost ~7 ms of overhead against ~1 ms for the graph (13×13×5 grid, 2-core CPU).
+    Inside a graph it is inlined, keeping static shapes.
     """
     import tensorflow as tf
 
-    if not tf.executing_eagerly():
-        return grid_to_boxes(activate(raw), anchors, img_size)
-    return _decode_graph()(
-        tf.convert_to_tensor(raw, tf.float32),
-        tf.convert_to_tensor(anchors, tf.float32),
-        float(img_size),  # a Python number costs no eager op, unlike tf.cast
-    )
+    if not isinstance(raws, list | tuple):
+        raws = [raws]
+    if len(raws) != len(heads):
+        raise ValueError(f"{len(raws)} raw grids for {len(heads)} heads")
+    parts = []
+    for raw, head in zip(raws, heads):
+        anchors = np.asarray(head.anchors, np.float32)
+        if tf.executing_eagerly():
+            one = _decode_graph(class_activation)(
+                tf.convert_to_tensor(raw, tf.float32),
+                tf.convert_to_tensor(anchors),
+                float(img_size),  # a Python number costs no eager op, unlike tf.cast
+                float(head.scale_xy),
+            )
+        else:
+            grid = activate(raw, class_activation, head.scale_xy)
+            one = grid_to_boxes(grid, anchors, img_size)
+        parts.append(one)
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(tf.concat(p, axis=1) for p in zip(*parts))
 
 
 @functools.cache
-def _decode_graph():
+def _decode_graph(class_activation: str):
     import tensorflow as tf
 
     # one trace for every grid shape; a shape-specialized trace also lets grappler reorder
     # the float arithmetic, and boxes would then differ from eager by an ulp
-    spec = [tf.TensorSpec([None] * 5), tf.TensorSpec([None, 2]), tf.TensorSpec([])]
-    return tf.function(decode, input_signature=spec)
+    spec = [
+        tf.TensorSpec([None] * 5),
+        tf.TensorSpec([None, 2]),
+        tf.TensorSpec([]),
+        tf.TensorSpec([]),
+    ]
+
+    def one_head(raw, anchors, img_size, scale_xy):
+        return grid_to_boxes(activate(raw, class_activation, scale_xy), anchors, img_size)
+
+    return tf.function(one_head, input_signature=spec)
 
 
 def select(boxes, p_c, probs, conf_threshold: float, nms_iou: float, max_det: int):
-    """p_c threshold, then per-class NMS, batched, in TensorFlow (``tf.function``-safe).
+    """Score threshold, then per-class NMS, batched, in TensorFlow (``tf.function``-safe).
 
     boxes ``(batch, N, 4)`` xyxy; p_c ``(batch, N)``; probs ``(batch, N, C)``.
-    Boxes with ``p_c <= conf_threshold`` are discarded; each remaining box competes only within
-    its most likely class, scored ``p_c · P(class)``; a box is suppressed when its IoU with a
-    higher-scoring kept box of its class exceeds ``nms_iou``.
+    Each box takes its most likely class and the score ``p_c · P(class)`` (the course's
+    class score); boxes scoring ``<= conf_threshold`` are discarded; a box is suppressed when
+    its IoU with a higher-scoring kept box of its class exceeds ``nms_iou``.
     Returns padded ``boxes (batch, max_det, 4)``, ``scores (batch, max_det)``,
     ``classes (batch, max_det)`` int32 and ``count (batch,)``; rows past ``count`` are zeros.
     """
@@ -133,7 +167,7 @@ def select(boxes, p_c, probs, conf_threshold: float, nms_iou: float, max_det: in
     num_classes = tf.shape(probs)[-1]
     cls = tf.argmax(probs, axis=-1, output_type=tf.int32)
     score = p_c * tf.reduce_max(probs, axis=-1)
-    score = tf.where(p_c > conf_threshold, score, tf.zeros_like(score))
+    score = tf.where(score > conf_threshold, score, tf.zeros_like(score))
     per_class = tf.one_hot(cls, num_classes, dtype=tf.float32) * score[..., None]
     # combined NMS keeps boxes scoring above score_threshold; any kept box has score > 0.
     nb, ns, nc, count = tf.image.combined_non_max_suppression(
@@ -214,7 +248,8 @@ def filter_detections(
     probs = np.asarray(probs, np.float32)
     probs = probs.reshape(len(boxes), probs.shape[-1])
     p_c = np.asarray(p_c, np.float32).reshape(-1)
-    keep = p_c > conf_threshold
-    cls = probs[keep].argmax(axis=-1).astype(np.int32) if keep.any() else np.zeros(0, np.int32)
-    dets = Detections(boxes[keep], p_c[keep] * probs[keep].max(axis=-1, initial=0.0), cls)
+    cls = probs.argmax(axis=-1).astype(np.int32) if len(probs) else np.zeros(0, np.int32)
+    score = p_c * probs.max(axis=-1, initial=0.0)
+    keep = score > conf_threshold
+    dets = Detections(boxes[keep], score[keep], cls[keep])
     return dets.take(batched_nms(dets.boxes, dets.scores, dets.classes, nms_iou)[:max_det])

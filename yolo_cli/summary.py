@@ -28,18 +28,23 @@ def conv_output_size(n: int, f: int, s: int = 1, p: int = 0) -> int:
     return (n + 2 * p - f) // s + 1
 
 
-def layer_macs(layer) -> int:
-    """Multiply-adds per image of one Keras layer (0 for layers that do no products)."""
+def layer_macs(layer, input_shape=None, output_shape=None) -> int:
+    """Multiply-adds per image of one Keras layer (0 for layers that do no products).
+
+    input_shape, output_shape: ``(batch, …)`` shapes to count at (default: the layer's own, as
+    built). Conv2D: ``out_h · out_w · k_h · k_w · (c_in / groups) · filters``; Dense:
+    ``positions · in · units``.
+    """
     from keras import layers
 
-    out = layer.output.shape[1:]
+    if not isinstance(layer, layers.Conv2D | layers.Dense):
+        return 0
+    in_shape = input_shape if input_shape is not None else layer.input.shape
+    out = (output_shape if output_shape is not None else layer.output.shape)[1:]
     if isinstance(layer, layers.Conv2D):
         kh, kw = layer.kernel_size
-        cin = layer.input.shape[-1] // layer.groups
-        return int(np.prod(out)) * kh * kw * cin
-    if isinstance(layer, layers.Dense):
-        return int(np.prod(out[:-1] or (1,))) * layer.input.shape[-1] * layer.units
-    return 0
+        return int(np.prod(out)) * kh * kw * (in_shape[-1] // layer.groups)
+    return int(np.prod(out[:-1] or (1,))) * in_shape[-1] * layer.units
 
 
 def model_table(model) -> list[LayerRow]:

@@ -26,7 +26,7 @@ import numpy as np
 
 from yolo_cli.config import DEFAULTS
 from yolo_cli.errors import YoloError
-from yolo_cli.modelfile import ModelMeta
+from yolo_cli.modelfile import Head, ModelMeta
 from yolo_cli.plots import plot_history
 from yolo_cli.runs import next_run_dir
 
@@ -94,7 +94,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def _load_splits(cfg: TrainConfig):
-    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.data.load import load_dataset
     from yolo_cli.data.synth import default_synthetic
 
     path = cfg.data if cfg.data is not None else default_synthetic(n=cfg.synth_n, seed=0)
@@ -153,10 +153,10 @@ class Trainer:
 
         source = None
         if resume_state is not None:
-            anchors = np.asarray(resume_state["meta"]["anchors"], np.float32)
+            anchors = np.asarray(resume_state["meta"]["heads"][0]["anchors"], np.float32)
         elif cfg.weights:
             source, source_meta = load_model(cfg.weights)
-            anchors = np.asarray(source_meta.anchors, np.float32)
+            anchors = np.asarray(source_meta.heads[0].anchors, np.float32)
             if len(anchors) != cfg.num_anchors or source_meta.img_size != cfg.img_size:
                 anchors = None
         else:
@@ -176,7 +176,7 @@ class Trainer:
             kind="yolo",
             names=self.names,
             img_size=cfg.img_size,
-            anchors=anchors.round(3).tolist(),
+            heads=[Head(DEFAULTS.stride, anchors.round(3).tolist())],
             extra={"config": {k: v for k, v in asdict(cfg).items() if k != "extra"}},
         )
 

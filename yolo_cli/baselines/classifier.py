@@ -15,8 +15,6 @@ target window is the square of equal area centred on its box (:func:`object_squa
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from yolo_cli.boxes import iou
@@ -80,12 +78,11 @@ def network_stride(model) -> int:
 
 
 def model_macs(model, height: int, width: int) -> int:
-    """Multiply-adds of one forward pass of a layer chain on a ``height × width`` input.
-
-    Counts Conv2D (``out_h·out_w·k_h·k_w·c_in·c_out``) and Dense (``positions·in·units``);
-    pools, activations and rescaling do no multiply-adds worth counting.
-    """
+    """Multiply-adds of one forward pass of a layer chain on a ``height × width`` input
+    (:func:`yolo_cli.summary.layer_macs` per layer, shapes carried along the chain)."""
     from keras import layers
+
+    from yolo_cli.summary import layer_macs
 
     shape = (1, height, width, model.input_shape[-1])
     total = 0
@@ -93,11 +90,7 @@ def model_macs(model, height: int, width: int) -> int:
         if isinstance(layer, layers.InputLayer):
             continue
         out = tuple(layer.compute_output_shape(shape))
-        if isinstance(layer, layers.Conv2D):
-            kh, kw = layer.kernel_size
-            total += out[1] * out[2] * kh * kw * shape[-1] * layer.filters // layer.groups
-        elif isinstance(layer, layers.Dense):
-            total += math.prod(out[1:-1]) * shape[-1] * layer.units
+        total += layer_macs(layer, shape, out)
         shape = out
     return int(total)
 

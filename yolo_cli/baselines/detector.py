@@ -12,11 +12,11 @@ one they hold. Light at import time (the CLI reads :data:`METHODS` while buildin
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yolo_cli.config import DEFAULTS
+from yolo_cli.device import device_scope
 from yolo_cli.errors import YoloError
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class WindowDetector:
         self.thresholds = thresholds or Thresholds()
         self.scales = tuple(meta.extra.get("scales") or DEFAULTS.window_scales)
         self.device = device
-        with self._scope():
+        with device_scope(device):
             self.model = to_convolutional(model) if method == "conv-window" else model
 
     @classmethod
@@ -59,7 +59,7 @@ class WindowDetector:
         """Load a ``window`` model file (:func:`yolo_cli.modelfile.load_model`)."""
         from yolo_cli.modelfile import load_model
 
-        with device.scope() if device is not None else nullcontext():
+        with device_scope(device):
             model, meta = load_model(path)
         if meta.kind != "window":
             raise YoloError(
@@ -68,16 +68,13 @@ class WindowDetector:
             )
         return cls(model, meta, method, thresholds, device)
 
-    def _scope(self):
-        return self.device.scope() if self.device is not None else nullcontext()
-
     def detect_image(self, image: np.ndarray) -> tuple[Detections, int]:
         """One ``(H, W, 3)`` uint8 RGB image → ``(Detections, windows classified)``."""
         from yolo_cli.baselines.conv_window import conv_window_detect
         from yolo_cli.baselines.window import sliding_window_detect
 
         t = self.thresholds
-        with self._scope():
+        with device_scope(self.device):
             if self.method == "window":
                 return sliding_window_detect(
                     self.model, self.meta, image, self.scales, None, t.conf, t.nms_iou, t.max_det
