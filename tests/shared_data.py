@@ -13,3 +13,11 @@ needs_bccd = pytest.mark.skipif(
 needs_raccoon = pytest.mark.skipif(
     not (RACCOON / "annotations").is_dir(), reason=f"raccoon dataset not found under {RACCOON}"
 )
+YOLO_FASTEST = datasets_root().parent / "weights" / "yolo-fastest"
+YOLO_FASTEST_MODELS = ("yolo-fastest-1.1", "yolo-fastest-1.1-xl")
+DARKNET_PHOTOS = datasets_root() / "photos" / "darknet"
+needs_yolo_fastest = pytest.mark.skipif(
+    not all((YOLO_FASTEST / f"{n}.weights").is_file() for n in YOLO_FASTEST_MODELS)
+    or not (DARKNET_PHOTOS / "dog.jpg").is_file(),
+    reason=f"Darknet models or photos not found under {YOLO_FASTEST} and {DARKNET_PHOTOS}",
+)

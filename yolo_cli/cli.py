@@ -202,6 +202,36 @@ def info(model: str | None) -> None:
     click.echo(format_table(model_table(keras_model)))
 
 
+@cli.command(name="import")
+@click.argument("cfg", type=click.Path(dir_okay=False))
+@click.argument("weights", type=click.Path(dir_okay=False))
+@click.option(
+    "--names",
+    type=click.Path(dir_okay=False),
+    help="Class names, one a line (Darknet's .names, e.g. coco.names). Default: class0, class1, …",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Model file to write (default: CFG's name with .keras, in the current folder). "
+    "An existing file is replaced, as Keras's model.save does.",
+)
+def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
+    """Convert a Darknet model (CFG + WEIGHTS) into a model file for detect, eval and train.
+
+    Reads [net], [convolutional], [maxpool], [route], [shortcut], [upsample], [dropout],
+    [yolo] and [region] sections; anything else is refused with the file and line.
+    """
+    from pathlib import Path
+
+    from yolo_cli.darknet import describe, import_darknet
+    from yolo_cli.modelfile import save_model
+
+    keras_model, meta = import_darknet(cfg, weights, names)
+    path = save_model(keras_model, Path(out) if out else Path(Path(cfg).stem + ".keras"), meta)
+    click.echo(f"wrote {path}: {describe(meta, keras_model.count_params())}")
+
+
 @cli.command()
 @click.option(
     "--data",
