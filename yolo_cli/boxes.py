@@ -112,6 +112,37 @@ def iou_tf(boxes1, boxes2):
     return tf.math.divide_no_nan(inter, union)
 
 
+def ciou_tf(boxes1, boxes2, eps: float = 1e-7):
+    """Complete IoU of aligned box pairs in TensorFlow: ``(..., 4) × (..., 4) → (...)``, xyxy.
+
+    ``CIoU = IoU − d² / c² − α·v`` (Zheng et al. 2020): ``d`` the distance between the centres,
+    ``c`` the diagonal of the smallest box enclosing both, ``v`` the aspect-ratio mismatch
+    ``(4/π²)(atan(w₁/h₁) − atan(w₂/h₂))²`` and ``α = v / (1 − IoU + v)`` (held constant in the
+    gradient, as the paper does). In [−1.5, 1]; 1 only for identical boxes.
+    """
+    import math
+
+    import tensorflow as tf
+
+    a = tf.convert_to_tensor(boxes1, tf.float32)
+    b = tf.convert_to_tensor(boxes2, tf.float32)
+    wa, ha = a[..., 2] - a[..., 0], a[..., 3] - a[..., 1]
+    wb, hb = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
+    iw = tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
+    ih = tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]), 0.0)
+    inter = iw * ih
+    iou = inter / (wa * ha + wb * hb - inter + eps)
+    cw = tf.maximum(a[..., 2], b[..., 2]) - tf.minimum(a[..., 0], b[..., 0])
+    ch = tf.maximum(a[..., 3], b[..., 3]) - tf.minimum(a[..., 1], b[..., 1])
+    d2 = (
+        (a[..., 0] + a[..., 2] - b[..., 0] - b[..., 2]) ** 2
+        + (a[..., 1] + a[..., 3] - b[..., 1] - b[..., 3]) ** 2
+    ) / 4
+    v = (4 / math.pi**2) * tf.square(tf.atan(wa / (ha + eps)) - tf.atan(wb / (hb + eps)))
+    alpha = tf.stop_gradient(v / (1 - iou + v + eps))
+    return iou - d2 / (cw**2 + ch**2 + eps) - alpha * v
+
+
 def clip(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     """Clip ``(N, 4)`` xyxy pixel boxes to the image ``[0, width] × [0, height]``."""
     b = np.asarray(boxes, np.float32).reshape(-1, 4).copy()

@@ -1,77 +1,166 @@
-"""The localization loss: the course's rule on every grid cell and anchor, with YOLO's weights.
+"""The training losses, over every head of a model. Both follow the course's rule — the box
+and class are learned only where an object is assigned, p_c everywhere.
 
-Where an object is assigned (target ``p_c = 1``)::
+``course`` (:class:`YoloLoss`), the course's localization loss with YOLO's weights. Where an
+object is assigned (target ``p_c = 1``)::
 
     λ_obj · (p̂_c − 1)²  +  λ_coord · [(x̂ − x)² + (ŷ − y)² + (t̂_w − t_w)² + (t̂_h − t_h)²]
                 +  cross-entropy(class)
 
 and where none is, only ``λ_noobj · (p̂_c − 0)²`` — except that predictions whose box already
 overlaps some ground-truth box with IoU > ``ignore_iou`` are not pushed toward ``p_c = 0``
-(YOLOv2), since they are good boxes that merely lost the assignment. λ_obj is 1 in the course;
-Darknet's YOLOv2 configs set it to 5 (``object_scale``), which keeps the p_c of small, rare objects
-from collapsing under the many λ_noobj terms of the empty cells. Box terms are compared in
+(YOLOv2), since they are good boxes that merely lost the assignment. Box terms are compared in
 the activated parameterisation of :func:`yolo_cli.postprocess.activate` (cell offsets after the
-sigmoid, log-space sizes), which is how :mod:`yolo_cli.targets` writes the target.
-Each image's loss is the sum over its cells and anchors; batches average over images.
+sigmoid, log-space sizes), which is how :mod:`yolo_cli.targets` writes the target. Each image's
+loss is the sum over its slots.
+
+``iou`` (:class:`IouAwareLoss`), the same rule with the error measures YOLOv4/v5 found to learn
+real data: the box error is ``1 − CIoU`` of the decoded boxes (one number for position, size
+and shape, insensitive to the object's scale), and p_c is learned by binary cross-entropy
+everywhere toward an IoU-aware target — the IoU of the slot's predicted box with its object
+where one is assigned, 0 elsewhere — so a slot's p_c comes to say how good its box is. The
+empty slots' term is a mean per head (so thousands of empty slots cannot drown the few
+assigned ones: the failure of the squared error on small, rare objects), weighted finer heads
+first (YOLOv5's balance); box and class terms are means over the batch's assigned slots.
+
+Both return per-image losses ``(batch,)`` and their parts (:data:`PARTS`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from yolo_cli.config import DEFAULTS
 
 PARTS = ("coord", "obj", "noobj", "cls")
+LOSSES = ("course", "iou")
+
+
+def _class_error(tf, logits, onehot, class_activation: str):
+    """Cross-entropy of the class scores against a one-hot target, per slot."""
+    if class_activation == "sigmoid":
+        bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=onehot, logits=logits)
+        return tf.reduce_sum(bce, -1)
+    return tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
+
+
+def _per_image(tf, x):
+    return tf.reduce_sum(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
 
 
 @dataclass
 class YoloLoss:
-    """Callable ``(grid_true, boxes_true, raw_pred) → (loss (batch,), parts)``.
+    """The course's loss: callable ``(grids_true, boxes_true, raws) → (loss (batch,), parts)``.
 
-    grid_true: ``(batch, S, S, B, 5 + C)`` from :func:`yolo_cli.targets.encode_targets`;
-    boxes_true: ``(batch, M, 4)`` xyxy model-input pixels, zero-padded
-    (:func:`yolo_cli.targets.pad_boxes`); raw_pred: the model's ``(batch, S, S, B, 5 + C)``.
-    anchors: ``(B, 2)`` in model-input pixels. parts maps :data:`PARTS` to ``(batch,)`` tensors.
+    grids_true, raws: one ``(batch, S_h, S_h, B_h, 5 + C)`` tensor per head (targets from
+    :func:`yolo_cli.targets.assign_targets`, raw model outputs); boxes_true: ``(batch, M, 4)``
+    xyxy model-input pixels, zero-padded (:func:`yolo_cli.targets.pad_boxes`). heads: the
+    :class:`yolo_cli.modelfile.Head` of each. parts maps :data:`PARTS` to ``(batch,)`` tensors.
     """
 
-    anchors: np.ndarray
+    heads: Sequence
     img_size: int
+    class_activation: str = "softmax"
     lambda_coord: float = DEFAULTS.lambda_coord
     lambda_obj: float = DEFAULTS.lambda_obj
     lambda_noobj: float = DEFAULTS.lambda_noobj
     ignore_iou: float = DEFAULTS.ignore_iou
 
-    def __call__(self, grid_true, boxes_true, raw_pred):
+    def __call__(self, grids_true, boxes_true, raws):
         import tensorflow as tf
 
         from yolo_cli.boxes import iou_tf
-        from yolo_cli.postprocess import grid_to_boxes
+        from yolo_cli.postprocess import activate, grid_to_boxes
 
-        raw_pred = tf.cast(raw_pred, tf.float32)
-        grid_true = tf.cast(grid_true, tf.float32)
-        obj = grid_true[..., 0]
-        p_c = tf.sigmoid(raw_pred[..., 0])
-        offsets = tf.sigmoid(raw_pred[..., 1:3])
-        box_err = tf.reduce_sum(tf.square(offsets - grid_true[..., 1:3]), -1) + tf.reduce_sum(
-            tf.square(raw_pred[..., 3:5] - grid_true[..., 3:5]), -1
-        )
-        cls_err = tf.nn.softmax_cross_entropy_with_logits(grid_true[..., 5:], raw_pred[..., 5:])
-
-        activated = tf.concat([p_c[..., None], offsets, raw_pred[..., 3:5]], axis=-1)
-        pred_boxes, _, _ = grid_to_boxes(activated, self.anchors, self.img_size)
-        best_iou = tf.reduce_max(iou_tf(pred_boxes, boxes_true), axis=-1)
-        ignore = tf.reshape(tf.cast(best_iou > self.ignore_iou, tf.float32), tf.shape(obj))
-        ignore = tf.stop_gradient(ignore)
-
-        def per_image(x):
-            return tf.reduce_sum(x, axis=[1, 2, 3])
-
-        parts = {
-            "coord": self.lambda_coord * per_image(obj * box_err),
-            "obj": self.lambda_obj * per_image(obj * tf.square(p_c - 1.0)),
-            "noobj": self.lambda_noobj * per_image((1.0 - obj) * (1.0 - ignore) * tf.square(p_c)),
-            "cls": per_image(obj * cls_err),
-        }
+        parts = {k: 0.0 for k in PARTS}
+        for grid_true, raw, head in zip(grids_true, raws, self.heads):
+            raw = tf.cast(raw, tf.float32)
+            grid_true = tf.cast(grid_true, tf.float32)
+            obj = grid_true[..., 0]
+            act = activate(raw, self.class_activation, head.scale_xy)
+            p_c = act[..., 0]
+            box_err = tf.reduce_sum(tf.square(act[..., 1:5] - grid_true[..., 1:5]), -1)
+            cls_err = _class_error(tf, raw[..., 5:], grid_true[..., 5:], self.class_activation)
+            pred_boxes, _, _ = grid_to_boxes(act, head.anchors, self.img_size)
+            best_iou = tf.reduce_max(iou_tf(pred_boxes, boxes_true), axis=-1)
+            ignore = tf.reshape(tf.cast(best_iou > self.ignore_iou, tf.float32), tf.shape(obj))
+            ignore = tf.stop_gradient(ignore)
+            empty = (1.0 - obj) * (1.0 - ignore)
+            parts["coord"] += self.lambda_coord * _per_image(tf, obj * box_err)
+            parts["obj"] += self.lambda_obj * _per_image(tf, obj * tf.square(p_c - 1.0))
+            parts["noobj"] += self.lambda_noobj * _per_image(tf, empty * tf.square(p_c))
+            parts["cls"] += _per_image(tf, obj * cls_err)
         return tf.add_n(list(parts.values())), parts
+
+
+# YOLOv5's objectness balance, finest head first (its P3, P4, P5)
+_BALANCE = (4.0, 1.0, 0.4)
+
+
+@dataclass
+class IouAwareLoss:
+    """``1 − CIoU`` box error, IoU-aware binary cross-entropy on p_c, class cross-entropy; same
+    call as :class:`YoloLoss`.
+
+    Weights (YOLOv5's, for a loss averaged per image): ``lambda_box`` on the mean ``1 − CIoU``
+    of the assigned slots; on p_c, ``(img_size / 640)² · 3 / n_heads`` times each head's mean
+    binary cross-entropy times its balance (4, 1, 0.4 from the finest head); ``lambda_cls ·
+    3 / n_heads`` on the mean class cross-entropy of the assigned slots. ``obj`` and ``noobj``
+    are the p_c term's assigned and empty slots.
+    """
+
+    heads: Sequence
+    img_size: int
+    class_activation: str = "softmax"
+    lambda_box: float = DEFAULTS.lambda_box
+    lambda_cls: float = DEFAULTS.lambda_cls
+
+    def __call__(self, grids_true, boxes_true, raws):
+        import tensorflow as tf
+
+        from yolo_cli.boxes import ciou_tf
+        from yolo_cli.postprocess import activate, grid_to_boxes
+
+        n_heads = len(self.heads)
+        obj_weight = (self.img_size / 640) ** 2 * 3 / n_heads
+        order = sorted(range(n_heads), key=lambda i: self.heads[i].stride)
+        balance = {h: _BALANCE[min(rank, len(_BALANCE) - 1)] for rank, h in enumerate(order)}
+        batch = tf.shape(raws[0])[0]
+        assigned = tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32)[..., 0]) for g in grids_true])
+        per_image_assigned = tf.stop_gradient(
+            tf.maximum(assigned / tf.maximum(tf.cast(batch, tf.float32), 1.0), 1.0)
+        )
+        parts = {k: 0.0 for k in PARTS}
+        for i, (grid_true, raw, head) in enumerate(zip(grids_true, raws, self.heads)):
+            raw = tf.cast(raw, tf.float32)
+            grid_true = tf.cast(grid_true, tf.float32)
+            act = activate(raw, self.class_activation, head.scale_xy)
+            pred_boxes, _, _ = grid_to_boxes(act, head.anchors, self.img_size)
+            true_boxes, obj, _ = grid_to_boxes(grid_true, head.anchors, self.img_size)
+            ciou = ciou_tf(pred_boxes, true_boxes)
+            target = obj * tf.stop_gradient(tf.maximum(ciou, 0.0))
+            bce = tf.nn.sigmoid_cross_entropy_with_logits(
+                labels=target, logits=tf.reshape(raw[..., 0], tf.shape(target))
+            )
+            slots = tf.cast(tf.shape(bce)[1], tf.float32)
+            weight = obj_weight * balance[i] / slots
+            cls_err = _class_error(tf, raw[..., 5:], grid_true[..., 5:], self.class_activation)
+            parts["coord"] += self.lambda_box * _per_image(tf, obj * (1.0 - ciou))
+            parts["obj"] += weight * _per_image(tf, obj * bce)
+            parts["noobj"] += weight * _per_image(tf, (1.0 - obj) * bce)
+            parts["cls"] += (
+                self.lambda_cls * 3 / n_heads * _per_image(tf, grid_true[..., 0] * cls_err)
+            )
+        parts["coord"] /= per_image_assigned
+        parts["cls"] /= per_image_assigned
+        return tf.add_n(list(parts.values())), parts
+
+
+def make_loss(name: str, heads, img_size: int, class_activation: str = "softmax", **weights):
+    """The loss ``name`` (:data:`LOSSES`) for these heads; ``weights`` override its λ's."""
+    if name == "course":
+        return YoloLoss(heads, img_size, class_activation, **weights)
+    if name == "iou":
+        return IouAwareLoss(heads, img_size, class_activation, **weights)
+    raise ValueError(f"loss is one of {LOSSES}, got {name!r}")

@@ -1,14 +1,18 @@
-"""The Keras YOLO grid/anchor model: a Darknet-tiny style backbone and a 1×1 convolutional head.
+"""The Keras YOLO grid/anchor model: a Darknet-tiny style backbone and 1×1 convolutional heads.
 
 Input: ``(batch, size, size, 3)`` float32 RGB in 0..255 (the model rescales), ``size`` a multiple
-of the stride 32. Output: raw logits ``(batch, S, S, B, 5 + C)`` with ``S = size / 32`` — the
+of 32. Output: per head, raw logits ``(batch, S, S, B, 5 + C)`` with ``S = size / stride`` — the
 course's ``[p_c, b_x, b_y, b_w, b_h, c_1 … c_C]`` per cell and anchor, decoded by
 :mod:`yolo_cli.postprocess`. Only stock Keras layers (no Lambda), so the file loads in safe mode.
 
-The backbone is five blocks of 3×3 conv → BatchNorm → LeakyReLU → 2×2 max pool (stride 32),
-then two 3×3 conv blocks at the coarsest scale. The optional passthrough (YOLOv2) takes the
-stride-16 feature map, squeezes it with a 1×1 conv and folds each 2×2 patch into channels
-(space-to-depth) so small objects keep their finer detail at the 13×13 grid.
+The backbone: block 1 is a 3×3 stride-2 conv → BatchNorm → LeakyReLU (the full-resolution
+layers are memory-bound on a CPU); blocks 2–5 are 3×3 conv → BatchNorm → LeakyReLU → 2×2 max
+pool (stride 32 after block 5); blocks 6 and 7 are 3×3 conv blocks at stride 32. The optional
+passthrough (YOLOv2) squeezes block 5's stride-16 map with a 1×1 conv and folds each 2×2 patch
+into channels (space-to-depth) before block 7, so small objects keep their finer detail at the
+coarse grid. The stride-32 head reads block 7. A head at stride 16 (or 8) reads the next coarser
+map, reduced by a 1×1 conv, upsampled ×2 and joined to the backbone's own map at that stride,
+through one 3×3 conv block (YOLOv3-tiny's top-down path).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def _space_to_depth(x, name: str):
 
 def build_model(
     num_classes: int,
-    anchors: np.ndarray,
+    heads,
     img_size: int = 416,
     width: float = 0.5,
     passthrough: bool = True,
@@ -57,40 +61,77 @@ def build_model(
 ):
     """Build the detector.
 
-    num_classes: C; anchors: ``(B, 2)`` (only B is used here); img_size: a multiple of 32;
-    width: multiplier on :data:`BASE_FILTERS` channels (1.0 is tiny-YOLO's widths).
-    Returns an uncompiled ``keras.Model`` with output ``(batch, S, S, B, 5 + C)``.
+    num_classes: C; heads: :class:`yolo_cli.modelfile.Head` list (strides from 8, 16, 32 —
+    32 always — and their anchor counts), or an ``(B, 2)`` anchor array for the course's one
+    stride-32 grid; img_size: a multiple of 32; width: multiplier on :data:`BASE_FILTERS`
+    channels (1.0 is tiny-YOLO's widths).
+    Returns an uncompiled ``keras.Model``: one output ``(batch, S, S, B, 5 + C)`` for one head,
+    else one per head in the order given. A finer head sees the coarser features upsampled and
+    joined to its own (a top-down path as in YOLOv3-tiny).
     """
     import keras
     from keras import layers
 
+    from yolo_cli.modelfile import Head
+
     if img_size % STRIDE or img_size < STRIDE:
         raise ValueError(f"img_size must be a positive multiple of {STRIDE}, got {img_size}")
-    n_anchors = len(np.asarray(anchors).reshape(-1, 2))
+    if not (isinstance(heads, list | tuple) and heads and isinstance(heads[0], Head)):
+        heads = [Head(STRIDE, np.asarray(heads, np.float32).reshape(-1, 2).tolist())]
+    strides = [h.stride for h in heads]
+    if (
+        STRIDE not in strides
+        or not set(strides) <= set(HEAD_STRIDES)
+        or len(set(strides)) != len(strides)
+    ):
+        raise ValueError(
+            f"head strides are distinct values of {HEAD_STRIDES} with {STRIDE}, got {strides}"
+        )
     filters = [max(8, int(round(f * width / 8)) * 8) for f in BASE_FILTERS]
     names = block_names()
 
     inputs = keras.Input((img_size, img_size, 3), name="image")
     x = layers.Rescaling(1 / 255.0, name="rescale")(inputs)
-    fine = None
+    features = {}
     x = _conv_bn_leaky(x, filters[0], 3, names[0], strides=2)
     for i in range(1, 5):
         x = _conv_bn_leaky(x, filters[i], 3, names[i])
-        if i == 4:
-            fine = x
+        features[2**i] = x  # block i + 1's output (stride 2^i), before its pool
         x = layers.MaxPooling2D(2, name=f"{names[i]}_pool")(x)
     x = _conv_bn_leaky(x, filters[5], 3, names[5])
     if passthrough:
-        f = _conv_bn_leaky(fine, max(8, filters[4] // 4), 1, "passthrough")
+        f = _conv_bn_leaky(features[16], max(8, filters[4] // 4), 1, "passthrough")
         x = layers.Concatenate(name="passthrough_concat")([_space_to_depth(f, "passthrough"), x])
-    x = _conv_bn_leaky(x, filters[6], 3, names[6])
-    s = img_size // STRIDE
-    x = layers.Conv2D(n_anchors * (5 + num_classes), 1, name="head")(x)
-    outputs = layers.Reshape((s, s, n_anchors, 5 + num_classes), name="grid")(x)
+    features[32] = _conv_bn_leaky(x, filters[6], 3, names[6])
     # the head starts at p_c = 0.5 (zero bias), not at RetinaNet's prior of 0.01: under the
     # squared error on a sigmoid, p_c = 0.01 leaves an assigned slot a gradient of only
     # 2·0.99·0.01·0.99 ≈ 0.02, and learning objectness took several times longer
+    if len(heads) == 1:
+        return keras.Model(
+            inputs, _head(features[32], heads[0], img_size, num_classes, ""), name=name
+        )
+    maps = {STRIDE: features[STRIDE]}
+    for stride in sorted(strides, reverse=True)[1:]:
+        coarser = maps[stride * 2]
+        c = max(8, coarser.shape[-1] // 2)
+        up = _conv_bn_leaky(coarser, c, 1, f"lateral{stride}")
+        up = layers.UpSampling2D(2, name=f"lateral{stride}_up")(up)
+        joined = layers.Concatenate(name=f"lateral{stride}_concat")([up, features[stride]])
+        maps[stride] = _conv_bn_leaky(joined, features[stride].shape[-1], 3, f"neck{stride}")
+    outputs = [_head(maps[h.stride], h, img_size, num_classes, f"_s{h.stride}") for h in heads]
     return keras.Model(inputs, outputs, name=name)
+
+
+HEAD_STRIDES = (8, 16, 32)
+
+
+def _head(x, head, img_size: int, num_classes: int, suffix: str):
+    """1×1 convolution to ``B·(5 + C)`` channels, reshaped to the grid ``(S, S, B, 5 + C)``."""
+    from keras import layers
+
+    s, b = img_size // head.stride, len(head.anchors)
+    x = layers.Conv2D(b * (5 + num_classes), 1, name=f"head{suffix}")(x)
+    return layers.Reshape((s, s, b, 5 + num_classes), name=f"grid{suffix}")(x)
 
 
 def freeze_blocks(model, n: int) -> list[str]:
@@ -123,11 +164,10 @@ def resized_model(model, meta, img_size: int, path):
     if img_size % STRIDE or img_size < STRIDE:
         raise YoloError(f"{refuse}: sizes are multiples of {STRIDE}")
     width = meta.extra.get("config", {}).get("width")
-    if width is None or len(meta.heads) != 1:
+    if width is None:
         raise YoloError(f"{refuse}: the file does not record how the network was built")
     passthrough = any(layer.name == "passthrough_concat" for layer in model.layers)
-    anchors = np.asarray(meta.heads[0].anchors)
-    rebuilt = build_model(meta.num_classes, anchors, img_size, width, passthrough)
+    rebuilt = build_model(meta.num_classes, meta.heads, img_size, width, passthrough)
     weights = model.get_weights()
     if [w.shape for w in weights] != [w.shape for w in rebuilt.get_weights()]:
         raise YoloError(f"{refuse}: its layers differ from the standard network")

@@ -192,7 +192,7 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
         if resume_state is not None:
             self.model.load_weights(run_dir / "last.keras")
-        self.loss_fn = YoloLoss(anchors, cfg.img_size, lambda_obj=cfg.lambda_obj)
+        self.loss_fn = YoloLoss(self.meta.heads, cfg.img_size, lambda_obj=cfg.lambda_obj)
         self.augmentation = None
         if cfg.augment:
             from yolo_cli.data.augment import Augmentation
@@ -221,7 +221,7 @@ class Trainer:
         def replica_step(images, targets):
             with tf.GradientTape() as tape:
                 raw = model(images, training=True)
-                per_image, parts = loss_fn(targets["grid"], targets["boxes"], raw)
+                per_image, parts = loss_fn([targets["grid"]], targets["boxes"], [raw])
                 loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
             grads = tape.gradient(loss, model.trainable_variables)
             opt.apply_gradients(zip(grads, model.trainable_variables))
@@ -245,7 +245,8 @@ class Trainer:
 
         @tf.function
         def step(images, targets):
-            per_image, _ = loss_fn(targets["grid"], targets["boxes"], model(images, training=False))
+            raw = model(images, training=False)
+            per_image, _ = loss_fn([targets["grid"]], targets["boxes"], [raw])
             return tf.reduce_sum(per_image), tf.shape(per_image)[0]
 
         return step
