@@ -158,7 +158,7 @@ def measure(name: str, data: Path, args, run_dir: Path) -> dict:
 
 def main() -> None:
     from yolo_cli.config import datasets_root
-    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.data.load import load_dataset
     from yolo_cli.data.synth import write_synthetic
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

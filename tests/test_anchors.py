@@ -54,7 +54,7 @@ def test_anchors_command_on_bccd():
     from click.testing import CliRunner
 
     from yolo_cli.cli import cli
-    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.data.load import load_dataset
     from yolo_cli.train import scaled_box_shapes
 
     result = CliRunner().invoke(cli, ["anchors", str(BCCD), "--k", "3", "--img-size", "416"])

@@ -10,7 +10,6 @@ import pytest
 from yolo_cli.boxes import area, letterbox_image
 from yolo_cli.config import DEFAULTS
 from yolo_cli.data.augment import (
-    FILL,
     NO_COLOUR,
     Augmentation,
     Geometry,
@@ -179,7 +178,7 @@ def test_zoom_out_leaves_grey_border_and_shrinks_objects():
         np.testing.assert_array_equal(out_classes, classes)  # whole image visible
         assert (area(out_boxes) <= area(boxes) + 1e-3).all()
         assert_boxes_cover_objects(out, out_boxes, out_classes)
-        grey_fractions.append((out == FILL).all(axis=-1).mean())
+        grey_fractions.append((out == DEFAULTS.letterbox_fill).all(axis=-1).mean())
     # canvas z ~ U(1, 2) times the image: E[grey] = 1 - E[1 / z²] = 0.5
     assert 0.35 < np.mean(grey_fractions) < 0.65
 
@@ -301,4 +300,6 @@ def test_colour_ops_keep_the_grey_border():
     params = Augmentation(pca=pca_colour_basis([image]), pca_std=1.0, min_crop_area=1.0,
                           max_aspect_jitter=1.0, zoom_out_p=0.0)  # fmt: skip
     out, _, _ = augment(image, boxes, classes, rng, SIZE, params)
-    assert (out[:10] == FILL).all() and (out[-10:] == FILL).all()
+    assert (out[:10] == DEFAULTS.letterbox_fill).all() and (
+        out[-10:] == DEFAULTS.letterbox_fill
+    ).all()

@@ -88,7 +88,7 @@ def test_check_decodes_images_the_header_check_would_pass(tmp_path):
     import cv2
     import numpy as np
 
-    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.data.load import load_dataset
 
     noise = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
     ok, jpeg = cv2.imencode(".jpg", noise)
@@ -130,8 +130,10 @@ def test_convert_refusals_are_one_line(tmp_path):
         run("convert", src, tmp_path / "full", "--to", "coco")
     )
     assert "inside the source" in one_error_line(run("convert", src, src / "out", "--to", "coco"))
-    assert "unknown format" in one_error_line(
-        run("convert", src, tmp_path / "o", "--to", "tfrecord")
+    refused = run("convert", src, tmp_path / "o", "--to", "tfrecord")
+    assert (
+        refused.exit_code == 2
+        and "'tfrecord' is not one of 'voc', 'coco', 'yolo'" in refused.output
     )
     assert sorted(p.name for p in src.iterdir()) == ["Annotations", "JPEGImages"]
 

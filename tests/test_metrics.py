@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from yolo_cli.config import datasets_root
-from yolo_cli.data.formats import load_dataset
+from yolo_cli.data.load import load_dataset
 from yolo_cli.metrics import COCO_IOU_THRESHOLDS, average_precision, evaluate
 from yolo_cli.postprocess import Detections
 

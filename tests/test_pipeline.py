@@ -14,7 +14,7 @@ from yolo_cli.boxes import Letterbox
 from yolo_cli.config import datasets_root
 from yolo_cli.data.augment import Augmentation
 from yolo_cli.data.dataset import Dataset, Sample
-from yolo_cli.data.formats import load_dataset
+from yolo_cli.data.load import load_dataset
 from yolo_cli.data.pipeline import collision_count, epoch_order, make_dataset
 from yolo_cli.postprocess import grid_to_boxes
 from yolo_cli.targets import pad_boxes

@@ -13,7 +13,7 @@ from pycocotools.coco import COCO
 
 from yolo_cli.config import datasets_root
 from yolo_cli.data.dataset import Dataset, Sample
-from yolo_cli.data.formats import load_dataset
+from yolo_cli.data.load import load_dataset
 from yolo_cli.errors import YoloError
 from yolo_cli.metrics import evaluate
 from yolo_cli.postprocess import Detections

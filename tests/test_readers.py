@@ -10,13 +10,10 @@ import numpy as np
 import pytest
 from shared_data import BCCD, RACCOON, needs_bccd, needs_raccoon
 
-from yolo_cli.data.formats import (
-    convert_dataset,
-    detect_format,
-    load_dataset,
-    split_from_name,
-    split_samples,
-)
+from yolo_cli.config import SPLITS
+from yolo_cli.data.convert import convert_dataset
+from yolo_cli.data.load import detect_format, load_dataset
+from yolo_cli.data.records import split_from_name, split_samples
 from yolo_cli.data.yolo_txt import label_path, label_text, parse_labels, write_names
 from yolo_cli.errors import YoloError
 

@@ -13,18 +13,10 @@ from click.testing import CliRunner
 
 from yolo_cli.boxes import convert, denormalize
 from yolo_cli.cli import cli
-from yolo_cli.config import DEFAULTS, PACKAGE_ROOT
+from yolo_cli.config import DEFAULTS, PACKAGE_ROOT, SPLITS
 from yolo_cli.data.image import read_image
-from yolo_cli.data.synth import (
-    MIN_VISIBLE,
-    SPLITS,
-    assign_split,
-    default_synthetic,
-    render_scene,
-    scene_rng,
-    split_sizes,
-    write_synthetic,
-)
+from yolo_cli.data.scenes import MIN_VISIBLE, render_scene, scene_rng
+from yolo_cli.data.synth import assign_split, default_synthetic, split_sizes, write_synthetic
 from yolo_cli.data.yolo_txt import parse_labels
 
 SIZE = DEFAULTS.img_size

@@ -11,7 +11,7 @@ import click
 
 from yolo_cli import __version__
 from yolo_cli.baselines.detector import METHODS
-from yolo_cli.config import DEFAULTS
+from yolo_cli.config import DATASET_FORMATS, DEFAULTS
 from yolo_cli.errors import YoloError
 
 # Options that several commands share, spelled once.
@@ -49,6 +49,30 @@ class _Group(click.Group):
             ctx.exit(2)
 
 
+# Library loggers whose INFO lines are notices for the user: the default synthetic dataset
+# being generated (on first use only), a dataset without splits scored whole.
+_NOTICE_LOGGERS = ("yolo_cli.data.synth", "yolo_cli.evaluate")
+
+
+class _Notices(logging.Handler):
+    """Prints each record as a plain line on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+_NOTICES = _Notices()
+
+
+def _show_notices(debug: bool) -> None:
+    for name in _NOTICE_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG if debug else logging.INFO)
+        logger.propagate = False
+        if _NOTICES not in logger.handlers:
+            logger.addHandler(_NOTICES)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="yolo-cli")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
@@ -58,6 +82,7 @@ def cli(debug: bool) -> None:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    _show_notices(debug)
 
 
 @cli.group()
@@ -67,11 +92,11 @@ def data() -> None:
 
 @data.command()
 @click.argument("path", type=click.Path())
-@click.option("--split", help="train, val or test (default: every image).")
+@click.option("--split", help="train, val, test or all (default: all, every image).")
 def check(path: str, split: str | None) -> None:
     """Report a VOC, COCO or YOLO txt dataset: images, objects per class, box sizes and every
     problem found; exit status 2 when no usable image is left."""
-    from yolo_cli.data.formats import check_dataset, check_report
+    from yolo_cli.data.check import check_dataset, check_report
 
     # The report lists every problem; logging them too would print each one twice.
     logger = logging.getLogger("yolo_cli.data.dataset")
@@ -90,11 +115,15 @@ def check(path: str, split: str | None) -> None:
 @data.command()
 @click.argument("src", type=click.Path())
 @click.argument("dst", type=click.Path())
-@click.option("--to", "to", required=True, help="Target format: voc, coco or yolo.")
-@click.option("--split", help="Write only train, val or test (default: all three).")
+@click.option(
+    "--to", "to", required=True, type=click.Choice(DATASET_FORMATS), help="Target format."
+)
+@click.option("--split", help="Write only train, val or test (default: all, every split).")
 def convert(src: str, dst: str, to: str, split: str | None) -> None:
-    """Write dataset SRC in another format into DST (new or empty); images are hard-linked."""
-    from yolo_cli.data.formats import convert_dataset
+    """Write dataset SRC in another format into DST (new or empty); images are hard-linked.
+
+    The splits written are SRC's own, else seeded shares of its images."""
+    from yolo_cli.data.convert import convert_dataset
 
     written = convert_dataset(src, dst, to, split)
     first = next(iter(written.values()))
@@ -110,26 +139,36 @@ def _fractions(ctx, param, value: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"expected numbers like 0.8,0.1,0.1, got {value!r}") from None
+        raise click.BadParameter(f"expected numbers like {_FRACTIONS}, got {value!r}") from None
+
+
+_FRACTIONS = ",".join(f"{f:g}" for f in DEFAULTS.split_fractions)
 
 
 @data.command()
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--n", "n", default=2000, show_default=True, type=click.IntRange(1), help="Scenes.")
+@click.option(
+    "--n",
+    "n",
+    default=DEFAULTS.synth_scenes,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Scenes.",
+)
 @click.option(
     "--seed", default=DEFAULTS.seed, show_default=True, help="Scene i depends on (seed, i)."
 )
 @click.option("--size", default=DEFAULTS.img_size, show_default=True, type=click.IntRange(32))
 @click.option(
     "--fractions",
-    default="0.8,0.1,0.1",
+    default=_FRACTIONS,
     show_default=True,
     callback=_fractions,
     help="train,val,test shares of the scenes.",
 )
 def synth(out: str, n: int, seed: int, size: int, fractions: tuple[float, ...]) -> None:
     """Render N synthetic street scenes (pedestrian, car, motorcycle) as a YOLO txt dataset."""
-    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.data.load import load_dataset
     from yolo_cli.data.synth import split_sizes, write_synthetic
 
     root = write_synthetic(out, n, seed, size, fractions)
@@ -159,18 +198,20 @@ def _dataset_path(path: str | None) -> str:
     "--k", "k", default=DEFAULTS.num_anchors, show_default=True, type=click.IntRange(1, 9)
 )
 @click.option("--img-size", default=DEFAULTS.img_size, show_default=True, help="Model input side.")
-@click.option("--split", default="train", show_default=True)
+@click.option("--split", default="train", show_default=True, help="train, val, test or all.")
 @click.option("--seed", default=DEFAULTS.seed, show_default=True)
 def anchors(path: str | None, k: int, img_size: int, split: str, seed: int) -> None:
     """Anchor shapes by k-means (1 − IoU distance) on a dataset's boxes (default: synthetic)."""
     from yolo_cli.anchors import kmeans_anchors
-    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.data.load import load_dataset
     from yolo_cli.train import scaled_box_shapes
 
-    dataset = load_dataset(_dataset_path(path), split=split)
+    path = _dataset_path(path)
+    dataset = load_dataset(path, split=split)
     shapes = scaled_box_shapes(dataset, img_size)
     if len(shapes) < k:
-        raise YoloError(f"{path}: {len(shapes)} boxes cannot make {k} anchors")
+        where = f"{split} split" if dataset.split else "images"
+        raise YoloError(f"{path}: {len(shapes)} boxes in its {where} cannot make {k} anchors")
     result, mean_iou = kmeans_anchors(shapes, k, seed=seed)
     stride = DEFAULTS.stride
     grid = img_size // stride

@@ -50,15 +50,26 @@ class EvalReport:
 
 
 def load_eval_dataset(data: str | None, split: str | None) -> Dataset:
-    """The dataset to score on: ``data``'s split, or fresh synthetic test scenes (all of them)."""
-    from yolo_cli.data.formats import load_dataset
+    """The dataset to score on: ``data``'s split (``all`` or None: every image), or fresh
+    synthetic test scenes (all of them).
+
+    A dataset with no split of its own (a single COCO file, a flat folder of images and
+    labels) is scored whole whatever ``split`` says: a labelled set brought to be scored is
+    all test. Doing so logs one INFO line on this module's logger (the CLI prints it).
+    """
+    import logging
+
+    from yolo_cli.config import SPLIT_ALL
+    from yolo_cli.data.load import load_dataset
     from yolo_cli.data.synth import default_synthetic
 
     if data is None:
-        return load_dataset(default_synthetic(n=SYNTH_TEST_N, seed=SYNTH_TEST_SEED), split=None)
-    dataset = load_dataset(data, split=split)
-    if len(dataset) == 0:
-        raise YoloError(f"{data}: no images in split {split!r}")
+        return load_dataset(default_synthetic(n=SYNTH_TEST_N, seed=SYNTH_TEST_SEED))
+    dataset = load_dataset(data, split=split, whole_if_unsplit=True)
+    if split not in (None, SPLIT_ALL) and dataset.split is None:
+        logging.getLogger(__name__).info(
+            "%s: no train/val/test split of its own; scoring all %d images", data, len(dataset)
+        )
     return dataset
 
 

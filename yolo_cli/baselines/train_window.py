@@ -32,7 +32,7 @@ class WindowTrainConfig:
     seed: int = DEFAULTS.seed
     crop: int = DEFAULTS.window_crop
     crops_per_image: int = DEFAULTS.window_crops_per_image
-    synth_n: int = 2000
+    synth_n: int = DEFAULTS.synth_scenes
     verbose: int = 0  # Keras fit: 0 silent, 2 one line per epoch
 
 
@@ -68,7 +68,7 @@ def crop_accuracy(model, crops: np.ndarray, labels: np.ndarray, background: int)
 
 def _val_split(path) -> object | None:
     """The dataset's ``val`` split, or None when it has none (training goes on without a score)."""
-    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.data.load import load_dataset
 
     try:
         return load_dataset(path, split="val")
@@ -82,7 +82,7 @@ def train_window(cfg: WindowTrainConfig) -> WindowTrainResult:
     Raises :class:`YoloError` for an unusable dataset or a run folder that already holds a model.
     """
     from yolo_cli.baselines.classifier import sample_crops, train_classifier
-    from yolo_cli.data.formats import load_dataset
+    from yolo_cli.data.load import load_dataset
     from yolo_cli.data.synth import default_synthetic
     from yolo_cli.modelfile import ModelMeta, save_model
     from yolo_cli.runs import next_run_dir

@@ -21,8 +21,6 @@ import numpy as np
 from yolo_cli.boxes import Letterbox, area, clip, letterbox_image
 from yolo_cli.config import DEFAULTS
 
-FILL = 114  # the letterbox grey of yolo_cli.boxes.letterbox_image
-
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -87,14 +85,14 @@ class Geometry:
         interp = cv2.INTER_AREA if 2 * pw < w or 2 * ph < h else cv2.INTER_LINEAR
         return cv2.resize(image[y : y + h, x : x + w], (pw, ph), interpolation=interp)
 
-    def place(self, patch: np.ndarray, fill: int = FILL) -> np.ndarray:
+    def place(self, patch: np.ndarray, fill: int = DEFAULTS.letterbox_fill) -> np.ndarray:
         """Put a resized patch onto a grey ``size × size`` canvas, mirrored if sampled so."""
         px, py, pw, ph = self.paste
         out = np.full((self.size, self.size) + patch.shape[2:], fill, np.uint8)
         out[py : py + ph, px : px + pw] = patch
         return np.ascontiguousarray(out[:, ::-1]) if self.mirror else out
 
-    def apply_image(self, image: np.ndarray, fill: int = FILL) -> np.ndarray:
+    def apply_image(self, image: np.ndarray, fill: int = DEFAULTS.letterbox_fill) -> np.ndarray:
         """``(H, W, ...)`` uint8 source → ``(size, size, ...)`` input (masks work too)."""
         return self.place(self.resize(image), fill)
 
@@ -251,5 +249,5 @@ def prepare(
 
     Same inputs and outputs as :func:`augment`; every box is kept, moved into input pixels.
     """
-    out, lb = letterbox_image(image, img_size, FILL)
+    out, lb = letterbox_image(image, img_size, DEFAULTS.letterbox_fill)
     return out, lb.apply(boxes), np.asarray(classes, np.int32).reshape(-1)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from yolo_cli.data.dataset import Problems, Sample
-from yolo_cli.data.formats import Annotation, Parts, link_or_copy, split_from_name
+from yolo_cli.data.records import Annotation, Parts, link_or_copy, split_from_name
 
 
 def _json_files(path: Path) -> list[Path]:

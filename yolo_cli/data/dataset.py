@@ -28,7 +28,8 @@ class Problems:
     """Per-sample problems found while reading: each is skipped or repaired, and counted.
 
     ``items`` holds ``(file, kind, message)``; ``kind`` is a short slug (``degenerate-box``,
-    ``clipped-box``, ``unknown-class``, ``corrupt-image``, ``malformed-label``, …).
+    ``clipped-box``, ``unknown-class``, ``corrupt-image``, ``oversized-image``,
+    ``malformed-label``, ``duplicate-id``, …).
     """
 
     items: list[tuple[str, str, str]] = field(default_factory=list)
@@ -57,7 +58,13 @@ class Problems:
 
 @dataclass
 class Dataset:
-    """Class names + samples. ``format`` is ``voc``, ``coco``, ``yolo`` or ``synth``."""
+    """Class names + samples, read from ``root`` in ``format`` ``voc``, ``coco`` or ``yolo``
+    (the synthetic scenes are written as YOLO txt).
+
+    split: ``train``, ``val``, ``test``, or None for every image. own_splits: whether the
+    dataset's files define its splits (split files or folders, split-named JSON, CSV lists);
+    False when the splits are the seeded shares of :func:`~yolo_cli.data.records.split_samples`.
+    """
 
     names: list[str]
     samples: list[Sample]
@@ -65,6 +72,7 @@ class Dataset:
     root: Path
     split: str | None = None
     problems: Problems = field(default_factory=Problems)
+    own_splits: bool = False
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from yolo_cli.config import IMAGE_EXTENSIONS
+from yolo_cli.config import IMAGE_EXTENSIONS, SPLITS
 from yolo_cli.data.dataset import Problems, Sample
-from yolo_cli.data.formats import (
-    SPLITS,
+from yolo_cli.data.records import (
     Annotation,
     Parts,
     child_dir,
