@@ -25,6 +25,11 @@ class Defaults:
     lambda_obj: float = 1.0
     lambda_noobj: float = 0.5
     ignore_iou: float = 0.6
+    # the `iou` loss (yolo_cli.loss.IouAwareLoss): YOLOv5's box weight, and its class weight
+    # expressed on the summed class cross-entropy (0.5 · nc/80 on the mean over nc classes)
+    lambda_box: float = 0.05
+    lambda_cls: float = 0.5 / 80
+    anchor_t: float = 4.0  # the `ratio` assignment: anchors within 4× of the box's w and h
     seed: int = 0
     batch: int = 16
     epochs: int = 30
@@ -46,12 +51,38 @@ class Defaults:
     window_batch: int = 256
     window_crops_per_image: int = 16
     bench_images: int = 20  # yolo bench: the naive sliding window takes seconds per 416-px image
+    calib_images: int = 200  # yolo export --int8: training images the calibration runs
 
 
 DEFAULTS = Defaults()
 
+
+@dataclass(frozen=True)
+class Limits:
+    """Ranges of numeric options and caps on files from outside (checked before trusting them).
+
+    A model file is data: its size, its archive entries (declared and actual), the layer sizes
+    its network config declares and its layer count are bounded before Keras builds anything.
+    """
+
+    img_size: tuple[int, int] = (32, 4096)  # model input side, a multiple of the stride 32
+    anchors_per_head: int = 16
+    model_bytes: int = 1 << 30
+    model_unpacked_bytes: int = 2 << 30
+    model_entries: int = 64
+    model_json_bytes: int = 16 << 20  # config.json and yolo_cli.json
+    model_layers: int = 5000
+    layer_dim: int = 16384  # filters, units, shape dimensions a config may declare
+
+
+LIMITS = Limits()
+
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = PACKAGE_ROOT / "models" / "default.keras"
+MODELS_DIR = PACKAGE_ROOT / "models"
+# shipped models by short name (``--model NAME``), and which one each command uses by default
+SHIPPED_MODELS = {"synthetic": "default.keras"}
+DETECT_MODEL = "synthetic"
+EVAL_MODEL = "synthetic"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 SPLITS = ("train", "val", "test")
@@ -83,3 +114,28 @@ def max_pixels() -> int:
     if value <= 0:
         raise YoloError(f"YOLO_CLI_MAX_PIXELS: expected a positive whole number, got {env!r}")
     return value
+
+
+# yolo eval --predictions: a box coordinate more than this many image sizes outside its image
+# is a broken prediction (skipped and counted), not a detection
+PREDICTION_MARGIN = 1.0
+
+# Names that mean the same class in different label sets (VOC, COCO, the synthetic scenes),
+# for scoring a model on a dataset named otherwise (yolo eval; --class-map says more). Names
+# are compared ignoring case, spaces, "_" and "-" ("dining table" is "diningtable"), so only
+# true synonyms are listed here.
+CLASS_SYNONYMS = (
+    ("person", "pedestrian"),
+    ("motorbike", "motorcycle"),
+    ("bike", "bicycle"),
+    ("aeroplane", "airplane", "plane"),
+    ("tv", "tvmonitor", "television"),
+    ("sofa", "couch"),
+    ("car", "automobile"),
+    ("truck", "lorry"),
+)
+
+# --augment (test-time augmentation): the model's input size times these, rounded to
+# multiples of the stride, each on the image and on its horizontal mirror (YOLOv5's TTA uses
+# 1, 0.83, 0.67; the course's multi-crop takes several crops of one size)
+TTA_SCALES = (1.0, 0.75, 1.25)
