@@ -47,10 +47,21 @@ def test_check_one_split():
 
 
 @needs_raccoon
-def test_check_raccoon_seeded_split():
-    result = run("check", RACCOON, "--split", "train")
+def test_check_raccoon_csv_split():
+    result = run("check", RACCOON, "--split", "test")
     assert result.exit_code == 0, result.output
-    assert "images: 160" in result.stdout and "raccoon" in result.stdout
+    assert "split: test" in result.stdout and "images: 40 " in result.stdout
+    assert "raccoon" in result.stdout
+
+
+@needs_raccoon
+def test_convert_raccoon_to_yolo_keeps_its_split(tmp_path):
+    result = run("convert", RACCOON, tmp_path / "r", "--to", "yolo")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("wrote 200 images (144 train, 16 val, 40 test)")
+    test = {p.name for p in (tmp_path / "r" / "images" / "test").iterdir()}
+    with (RACCOON / "data" / "test_labels.csv").open() as f:
+        assert test == {line.split(",")[0] for line in f.readlines()[1:]}
 
 
 def test_check_missing_path_is_one_line_and_status_2(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -218,21 +219,43 @@ def test_convert_refuses_to_write_into_the_source_or_a_full_folder(damaged_voc, 
     assert (holder / "beside" / "data.yaml").is_file()
 
 
-# --- raccoon (flat VOC, no split files) -----------------------------------------------------
+# --- raccoon (flat VOC, its split in CSV lists) -------------------------------------------
+
+
+def csv_images(name: str) -> set[str]:
+    """The image names a raccoon ``data/*.csv`` list holds (one row per object)."""
+    with (RACCOON / "data" / name).open(newline="") as f:
+        return {row["filename"] for row in csv.DictReader(f)}
+
+
+def image_names(dataset) -> set[str]:
+    return {s.image.name for s in dataset.samples}
 
 
 @needs_raccoon
-def test_raccoon_reads_200_images_one_class_and_a_seeded_split():
+def test_raccoon_honours_its_csv_split_with_val_carved_from_train():
     ds = load_dataset(RACCOON)
     assert (ds.format, len(ds), ds.names, len(ds.problems)) == ("voc", 200, ["raccoon"], 0)
-    assert ds.num_objects() == 217
-    parts = {
-        s: [x.image.name for x in load_dataset(RACCOON, split=s).samples]
-        for s in ("train", "val", "test")
-    }
-    assert [len(p) for p in parts.values()] == [160, 20, 20]
-    assert sorted(sum(parts.values(), [])) == sorted(s.image.name for s in ds.samples)
-    assert parts["val"] == [x.image.name for x in load_dataset(RACCOON, split="val").samples]
+    assert ds.num_objects() == 217 and ds.own_splits
+    assert image_names(load_dataset(RACCOON, "all")) == image_names(ds)
+    parts = {s: image_names(load_dataset(RACCOON, split=s)) for s in SPLITS}
+    train_csv, test_csv = csv_images("train_labels.csv"), csv_images("test_labels.csv")
+    assert len(train_csv) == 160 and len(test_csv) == 40
+    assert parts["test"] == test_csv
+    assert parts["train"] | parts["val"] == train_csv and not parts["train"] & parts["val"]
+    assert (len(parts["train"]), len(parts["val"])) == (144, 16)
+    assert image_names(load_dataset(RACCOON, split="val")) == parts["val"]
+
+
+@needs_raccoon
+def test_raccoon_converts_with_the_same_splits(tmp_path):
+    written = convert_dataset(RACCOON, tmp_path / "r", "yolo")
+    assert {s: len(d) for s, d in written.items()} == {"train": 144, "val": 16, "test": 40}
+    for split in SPLITS:
+        original = load_dataset(RACCOON, split)
+        back = load_dataset(tmp_path / "r", split)
+        assert back.own_splits and len(back.problems) == 0
+        assert_same_labels(original, back, atol=0.5)
 
 
 @needs_raccoon

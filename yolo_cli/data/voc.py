@@ -5,10 +5,19 @@ XML files beside their images (labelImg's default). VOC boxes are 1-based pixel 
 ``xmin..xmax`` covers pixels ``xmin`` to ``xmax`` inclusive, so it becomes the 0-based xyxy box
 ``(xmin - 1, ymin - 1, xmax, ymax)``, and the writer inverts that exactly, rounding to the
 integer pixels VOC stores. Objects marked ``difficult`` are kept (the flag is not carried).
+
+Splits: ``ImageSets/Main/<split>.txt`` lists, else CSV files whose name says a split
+(``<split>_labels.csv`` in the root or its ``data/``, as the TensorFlow Object Detection API's
+``xml_to_csv.py`` writes them: a ``filename`` column, one row per object) naming each split's
+images; the boxes always come from the XML. A dataset whose lists give train but no val (the
+raccoon dataset: 160 train, 40 test) gets a val split carved from train by
+:func:`~yolo_cli.data.records.carve_val` (10 %, seeded).
 """
 
 from __future__ import annotations
 
+import csv
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +29,11 @@ from yolo_cli.data.dataset import Problems, Sample
 from yolo_cli.data.records import (
     Annotation,
     Parts,
+    carve_val,
     child_dir,
     link_or_copy,
     read_class_list,
+    split_from_name,
 )
 
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")
@@ -160,11 +171,10 @@ def read(root: Path, names: list[str] | None, problems: Problems) -> tuple[list[
     return names, _by_split(root, records, problems)
 
 
-def _by_split(root: Path, records: dict[str, Annotation], problems: Problems) -> Parts:
-    """Group by ``ImageSets/Main/<split>.txt`` (one id per line); ids in no list go under None."""
+def _image_sets(root: Path, records: dict[str, Annotation], problems: Problems) -> Parts:
+    """``ImageSets/Main/<split>.txt`` lists (one annotation id per line) → records by split."""
     sets = root / "ImageSets" / "Main"
     parts: Parts = {}
-    listed = set()
     for split in SPLITS:
         path = sets / f"{split}.txt"
         if not path.is_file():
@@ -176,10 +186,57 @@ def _by_split(root: Path, records: dict[str, Annotation], problems: Problems) ->
             image_id = line.split()[0]
             if image_id in records:
                 parts[split].append(records[image_id])
-                listed.add(image_id)
             else:
                 problems.add(path, "missing-label", f"line {n}: no annotation {image_id}.xml")
-    rest = [a for image_id, a in records.items() if image_id not in listed]
+    return parts
+
+
+def _split_csvs(root: Path) -> dict[str, Path]:
+    """CSV files in ``root`` or ``root/data`` whose name says a split, by split."""
+    folders = [root] + [d for d in [child_dir(root, "data")] if d is not None]
+    found = {}
+    for f in sorted(p for d in folders for p in d.glob("*.csv")):
+        split = split_from_name(f.stem)
+        if split is not None:
+            found.setdefault(split, f)
+    return found
+
+
+def _csv_lists(root: Path, records: dict[str, Annotation], problems: Problems) -> Parts:
+    """Split CSVs (a ``filename`` column naming each row's image) → records by split, with
+    a val split carved from train when no CSV gives one."""
+    by_name = {a.image.name: a for a in records.values()}
+    parts: Parts = {}
+    for split, path in _split_csvs(root).items():
+        try:
+            with path.open(newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                rows = list(reader)
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            problems.add(path, "malformed-label", f"unreadable CSV ({e}); split list ignored")
+            continue
+        if "filename" not in (reader.fieldnames or []):
+            problems.add(path, "malformed-label", "no filename column; split list ignored")
+            continue
+        chosen: dict[str, Annotation] = {}
+        missing: set[str] = set()
+        for n, row in enumerate(rows, 2):
+            name = (row["filename"] or "").strip()
+            if name in by_name:
+                chosen.setdefault(name, by_name[name])
+            elif name not in missing:
+                missing.add(name)
+                problems.add(path, "missing-label", f"line {n}: no annotation for image {name!r}")
+        parts[split] = list(chosen.values())
+    return carve_val(parts)
+
+
+def _by_split(root: Path, records: dict[str, Annotation], problems: Problems) -> Parts:
+    """Group by the ``ImageSets/Main`` lists, else by split CSVs; records in no list go under
+    None."""
+    parts = _image_sets(root, records, problems) or _csv_lists(root, records, problems)
+    listed = {id(a) for records_of in parts.values() for a in records_of}
+    rest = [a for a in records.values() if id(a) not in listed]
     if rest:
         parts[None] = rest
     return parts
