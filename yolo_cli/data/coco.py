@@ -96,6 +96,51 @@ def read(root: Path, names: list[str] | None, problems: Problems) -> tuple[list[
     return names, dict(parts)
 
 
+def _image_entries(path: Path, data: dict, problems: Problems) -> dict[object, list[dict]]:
+    """The well-formed ``images`` entries by id, in file order (several for a duplicated id)."""
+    entries: dict[object, list[dict]] = defaultdict(list)
+    for entry in data["images"]:
+        image_id = entry.get("id") if isinstance(entry, dict) else None
+        file_name = entry.get("file_name") if isinstance(entry, dict) else None
+        if not (_is_key(image_id) and isinstance(file_name, str) and file_name):
+            problems.add(path, "malformed-label", f"image entry {entry!r} lacks id or file_name")
+            continue
+        entries[image_id].append(entry)
+    return entries
+
+
+def _unique_entries(
+    entries: dict[object, list[dict]],
+) -> tuple[dict[object, dict], dict[object, tuple[str, str]]]:
+    """One entry per image id, and the ids skipped, each with its message in two parts that
+    the number of its annotations goes between.
+
+    An id listed twice for the same file keeps one entry. An id shared by different files is
+    ambiguous (which image do its boxes belong to?): every entry with it is skipped. A file
+    listed under a second id keeps its first id; the later id is skipped.
+    """
+    kept: dict[object, dict] = {}
+    skipped: dict[object, tuple[str, str]] = {}
+    owner: dict[str, object] = {}
+    for image_id, listed in entries.items():
+        files = list(dict.fromkeys(e["file_name"] for e in listed))
+        if len(files) > 1:
+            skipped[image_id] = (
+                f"image id {image_id!r} is shared by {', '.join(files)}: which image its ",
+                " annotations belong to is unknown; those images skipped with them",
+            )
+        elif files[0] in owner:
+            skipped[image_id] = (
+                f"{files[0]} is listed again under image id {image_id!r} (first under "
+                f"{owner[files[0]]!r}); that entry and its ",
+                " annotations skipped",
+            )
+        else:
+            owner[files[0]] = image_id
+            kept[image_id] = listed[0]
+    return kept, skipped
+
+
 def _image_records(
     path: Path,
     data: dict,
@@ -103,13 +148,22 @@ def _image_records(
     folders: list[Path],
     problems: Problems,
 ) -> list[Annotation]:
+    """The annotations of one COCO file. Images with a duplicated id are reported
+    (``duplicate-id``) and skipped with their annotations, never merged (see
+    :func:`_unique_entries`)."""
+    entries = _image_entries(path, data, problems)
+    for image_id, listed in entries.items():
+        if len(listed) > 1 and len({e["file_name"] for e in listed}) == 1:
+            problems.add(
+                path,
+                "duplicate-id",
+                f"image id {image_id!r} lists {listed[0]['file_name']} {len(listed)} times; "
+                "one entry kept",
+            )
+    kept, skipped = _unique_entries(entries)
     records: dict[object, Annotation] = {}
-    for entry in data["images"]:
-        image_id = entry.get("id") if isinstance(entry, dict) else None
-        file_name = entry.get("file_name") if isinstance(entry, dict) else None
-        if not (_is_key(image_id) and isinstance(file_name, str) and file_name):
-            problems.add(path, "malformed-label", f"image entry {entry!r} lacks id or file_name")
-            continue
+    for image_id, entry in kept.items():
+        file_name = entry["file_name"]
         where = next((b / file_name for b in folders if (b / file_name).is_file()), None)
         width, height = entry.get("width"), entry.get("height")
         size = (width, height) if isinstance(width, int) and isinstance(height, int) else None
@@ -120,10 +174,14 @@ def _image_records(
             a.problem("missing-image", f"image {file_name} not found; sample dropped", fatal=True)
         records[image_id] = a
     boxes, classes = defaultdict(list), defaultdict(list)
+    unplaced: dict[object, int] = dict.fromkeys(skipped, 0)
     for ann in data["annotations"]:
         if not isinstance(ann, dict) or ann.get("iscrowd"):
             continue
         image_id = ann.get("image_id")
+        if _is_key(image_id) and image_id in unplaced:
+            unplaced[image_id] += 1
+            continue
         a = records.get(image_id) if _is_key(image_id) else None
         bbox = ann.get("bbox")
         if a is None:
@@ -143,6 +201,8 @@ def _image_records(
         x, y, w, h = (float(v) for v in bbox)
         boxes[image_id].append((x, y, x + w, y + h))
         classes[image_id].append(c)
+    for image_id, (before, after) in skipped.items():
+        problems.add(path, "duplicate-id", f"{before}{unplaced[image_id]}{after}")
     for image_id, a in records.items():
         a.boxes = np.array(boxes[image_id], np.float32).reshape(-1, 4)
         a.classes = np.array(classes[image_id], np.int32)

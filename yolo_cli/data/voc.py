@@ -72,12 +72,35 @@ class _Parsed:
     error: str | None = None
 
 
-def _positive_int(text: str | None) -> int | None:
+_MAX_SIDE = 1 << 31  # a stated image side above this is no real image's
+
+
+def _side(text: str | None) -> int | None:
+    """A stated image side: a positive whole number (``640``, ``640.0``), else None."""
     try:
-        value = int(float(text))
+        value = float(text)
     except (TypeError, ValueError):
         return None
-    return value if value > 0 else None
+    return (
+        int(value)
+        if math.isfinite(value) and value.is_integer() and 0 < value <= _MAX_SIDE
+        else None
+    )
+
+
+def _stated_size(root: ET.Element) -> tuple[tuple[int, int] | None, str | None]:
+    """``(width, height)`` from ``<size>``, or None and, when it is not merely absent or zero
+    (labelImg writes 0 for unknown), the problem with it."""
+    texts = [root.findtext(f"size/{k}") for k in ("width", "height")]
+    sides = [_side(t) for t in texts]
+    if sides[0] and sides[1]:
+        return (sides[0], sides[1]), None
+    if all(t is None or t.strip() in ("", "0") for t in texts):
+        return None, None
+    return (
+        None,
+        f"size {texts[0]!r} x {texts[1]!r} is not two positive whole numbers; using the image's size",
+    )
 
 
 def parse_annotation(path: Path) -> _Parsed:
@@ -87,9 +110,9 @@ def parse_annotation(path: Path) -> _Parsed:
     except (ET.ParseError, OSError) as e:
         return _Parsed(error=f"malformed XML ({e}); sample dropped")
     out = _Parsed(filename=(root.findtext("filename") or "").strip() or None)
-    width = _positive_int(root.findtext("size/width"))
-    height = _positive_int(root.findtext("size/height"))
-    out.size = (width, height) if width and height else None
+    out.size, size_problem = _stated_size(root)
+    if size_problem:
+        out.problems.append(("malformed-label", size_problem))
     for i, obj in enumerate(root.findall("object")):
         name = (obj.findtext("name") or "").strip()
         element = obj.find("bndbox")
@@ -99,6 +122,15 @@ def parse_annotation(path: Path) -> _Parsed:
         except (KeyError, TypeError, ValueError):
             out.problems.append(
                 ("malformed-label", f"object {i} ({name or 'no name'}) has no valid bndbox")
+            )
+            continue
+        if not all(math.isfinite(c) for c in corners):
+            shown = " ".join(f"{k} {bndbox[k].strip()}" for k in _CORNERS)
+            out.problems.append(
+                (
+                    "malformed-label",
+                    f"object {i} ({name or 'no name'}) bndbox {shown} is not finite; dropped",
+                )
             )
             continue
         if not name:
