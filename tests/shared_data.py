@@ -21,3 +21,12 @@ needs_yolo_fastest = pytest.mark.skipif(
     or not (DARKNET_PHOTOS / "dog.jpg").is_file(),
     reason=f"Darknet models or photos not found under {YOLO_FASTEST} and {DARKNET_PHOTOS}",
 )
+PHOTOS = datasets_root() / "photos"
+needs_photos = pytest.mark.skipif(
+    not (PHOTOS / "driveai").is_dir() or not (PHOTOS / "darknet").is_dir(),
+    reason=f"real photos not found under {PHOTOS}",
+)
+HIGHWAY = datasets_root() / "highway"
+needs_highway = pytest.mark.skipif(
+    not (HIGHWAY / "data.yaml").is_file(), reason=f"highway dataset not found under {HIGHWAY}"
+)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from shared_data import PHOTOS, needs_photos
 
 from yolo_cli.cli import cli
 from yolo_cli.config import DEFAULTS, PACKAGE_ROOT
@@ -40,3 +41,24 @@ def test_shipped_model_map_on_fresh_scenes(tmp_path):
     report = run_eval(EvalOptions(out=str(tmp_path / "eval")))
     assert len(report.dataset) == 300
     assert report.at_iou.map >= 0.90, report.at_iou.map
+
+
+@needs_photos
+def test_shipped_coco_model_finds_the_course_photos_objects():
+    """The converted Yolo-Fastest XL at its own threshold: the dog, the bicycle and the car or
+    truck of Darknet's dog.jpg, and cars in every Drive.ai frame (each shows some)."""
+    from yolo_cli.data.image import read_image
+    from yolo_cli.inference import Detector, Thresholds
+
+    path = shipped_model("coco")
+    meta = read_meta(path)
+    assert len(meta.names) == 80 and [h.stride for h in meta.heads] == [32, 16]
+    assert path.stat().st_size <= 6 * 2**20
+    detector = Detector.from_file(path, Thresholds(conf=meta.detect_conf))
+    (dog,) = detector.detect([read_image(PHOTOS / "darknet" / "dog.jpg")])
+    found = {meta.names[c] for c in dog.classes}
+    assert {"dog", "bicycle"} <= found and found & {"car", "truck"}
+    frames = sorted((PHOTOS / "driveai").glob("*.jpg"))
+    assert len(frames) == 9
+    for frame, dets in zip(frames, detector.detect([read_image(f) for f in frames])):
+        assert "car" in {meta.names[c] for c in dets.classes}, frame.name

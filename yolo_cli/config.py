@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from yolo_cli.errors import YoloError
 
@@ -34,6 +35,9 @@ class Defaults:
     batch: int = 16
     epochs: int = 30
     lr: float = 1e-3
+    width: float = 0.5  # channel multiplier of the backbone (1.0: tiny-YOLO's widths)
+    patience: int = 0  # yolo train: epochs without a val mAP gain before stopping; 0: off
+    board_images: int = 4  # validation images with predictions in TensorBoard, per epoch
     warmup_epochs: float = 1.0
     synth_classes: tuple[str, ...] = ("pedestrian", "car", "motorcycle")
     synth_scenes: int = 2000  # the default synthetic dataset
@@ -44,6 +48,8 @@ class Defaults:
     # images larger than this (pixels, read from the header before decoding) are refused:
     # Pillow's own default; $YOLO_CLI_MAX_PIXELS overrides it
     max_pixels: int = 89_478_485
+    # yolo detect: seconds an URL or stream may take to answer, to open, and per frame read
+    stream_timeout: float = 10.0
     # sliding-window baselines: the course's LeNet-5 input (32×32×3); √2-spaced pyramid whose
     # windows span 32…256 px of the original image; crops per classifier call (bounds memory)
     window_crop: int = 32
@@ -55,6 +61,25 @@ class Defaults:
 
 
 DEFAULTS = Defaults()
+
+
+class Range(NamedTuple):
+    """The values a numeric option takes: ``low … high``, ``low`` itself excluded when
+    ``low_open``."""
+
+    low: float
+    high: float
+    low_open: bool = False
+
+    def holds(self, value) -> bool:
+        """Whether ``value`` is in range (NaN never is)."""
+        above = value > self.low if self.low_open else value >= self.low
+        return bool(above and value <= self.high)
+
+    def describe(self) -> str:
+        """``1..9``, or ``(0, 1]`` when ``low`` is excluded."""
+        low, high = (str(v) if isinstance(v, int) else f"{v:g}" for v in (self.low, self.high))
+        return f"({low}, {high}]" if self.low_open else f"{low}..{high}"
 
 
 @dataclass(frozen=True)
@@ -73,14 +98,33 @@ class Limits:
     model_json_bytes: int = 16 << 20  # config.json and yolo_cli.json
     model_layers: int = 5000
     layer_dim: int = 16384  # filters, units, shape dimensions a config may declare
+    url_image_bytes: int = 100 << 20  # yolo detect: an image URL's download
+    # yolo train's numeric options
+    epochs: Range = Range(1, 100_000)
+    batch: Range = Range(1, 4096)
+    lr: Range = Range(0.0, 1.0, low_open=True)  # a zero or negative step does not learn
+    warmup_epochs: Range = Range(0.0, 1000.0)
+    width: Range = Range(0.0625, 4.0)  # channel multiplier of the backbone
+    lambda_obj: Range = Range(0.0, 1000.0, low_open=True)
+    seed: Range = Range(0, 2**32 - 1)  # NumPy's and TensorFlow's seed range
+    num_anchors: Range = Range(1, 9)
+    freeze: Range = Range(0, 7)  # backbone blocks (yolo_cli.model.block_names)
+    max_steps: Range = Range(1, 10**9)
+    minutes: Range = Range(0.0, 525_600.0, low_open=True)  # up to a year
+    patience: Range = Range(0, 100_000)  # 0: no early stop
+    synth_scenes: Range = Range(1, 1_000_000)
 
 
 LIMITS = Limits()
 
+# the score threshold a converted Darknet model detects at: Darknet's own `-thresh` default
+# (its small models' scores run lower than the course's 0.6 assumes)
+DARKNET_CONF = 0.25
+
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = PACKAGE_ROOT / "models"
 # shipped models by short name (``--model NAME``), and which one each command uses by default
-SHIPPED_MODELS = {"synthetic": "default.keras"}
+SHIPPED_MODELS = {"synthetic": "default.keras", "coco": "coco.keras"}
 DETECT_MODEL = "synthetic"
 EVAL_MODEL = "synthetic"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -88,6 +132,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 SPLITS = ("train", "val", "test")
 SPLIT_ALL = "all"  # --split all: every image of a dataset
 DATASET_FORMATS = ("voc", "coco", "yolo")  # read and written by yolo_cli.data
+EXPORT_FORMATS = ("saved_model", "tflite", "onnx")  # yolo export --format
 
 
 def datasets_root() -> Path:

@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from yolo_cli.config import LIMITS
+from yolo_cli.config import DARKNET_CONF, LIMITS
 from yolo_cli.errors import YoloError
 from yolo_cli.modelfile import Head, ModelMeta
 
@@ -817,6 +817,7 @@ def import_darknet(cfg: str | Path, weights: str | Path, names: str | Path | Non
         heads=[h.head for h in builder.heads],
         class_activation=first.class_activation,
         resize=resize,
+        conf=DARKNET_CONF,
         extra={"darknet": {"cfg": cfg.name, "weights": weights.name, "seen": header.seen}},
     )
     meta.validate(cfg)

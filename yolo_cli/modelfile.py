@@ -27,6 +27,7 @@ KINDS = ("yolo", "window")
 CLASS_ACTIVATIONS = ("softmax", "sigmoid")
 RESIZE_MODES = ("letterbox", "stretch")
 _CONFIG_NAME = "config.json"
+EXPORTED_SUFFIXES = (".tflite", ".onnx")  # and SavedModel folders: yolo_cli.runtimes
 _CHUNK = 1 << 20
 
 
@@ -57,7 +58,9 @@ class ModelMeta:
     (the crop side for ``window``). heads: the grids (yolo), in the order of the network's
     outputs. class_activation: ``softmax`` (YOLOv2, one class per box) or ``sigmoid``
     (YOLOv3). resize: ``letterbox`` (aspect kept, grey borders) or ``stretch`` (plain resize,
-    as Darknet). extra: how it was made (training config, Darknet source, …).
+    as Darknet). conf: the score threshold the model is meant to detect at (``None``: the
+    course's :data:`DEFAULTS.conf_threshold`); a converted Darknet model keeps Darknet's.
+    extra: how it was made (training config, Darknet source, …).
     """
 
     kind: str
@@ -66,11 +69,17 @@ class ModelMeta:
     heads: list[Head] = field(default_factory=list)
     class_activation: str = "softmax"
     resize: str = "letterbox"
+    conf: float | None = None
     extra: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
         return len(self.names)
+
+    @property
+    def detect_conf(self) -> float:
+        """The score threshold ``yolo detect`` uses unless told: :attr:`conf` or the course's."""
+        return DEFAULTS.conf_threshold if self.conf is None else self.conf
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -127,6 +136,8 @@ class ModelMeta:
             )
         if self.resize not in RESIZE_MODES:
             raise bad(f"resize {self.resize!r} is not one of {RESIZE_MODES}")
+        if self.conf is not None and not (_is_number(self.conf) and 0 <= self.conf < 1):
+            raise bad(f"conf {self.conf!r} is not a score threshold in [0, 1)")
         if not isinstance(self.extra, dict):
             raise bad("extra must be an object")
         if self.kind != "yolo":
@@ -280,8 +291,14 @@ _SIZE_KEYS = frozenset(
 
 def read_meta(path: str | Path) -> ModelMeta:
     """Read only the metadata of a model file (no TensorFlow needed), after checking the
-    archive against the caps in :data:`yolo_cli.config.LIMITS`."""
+    archive against the caps in :data:`yolo_cli.config.LIMITS`. An exported artifact (a
+    ``.tflite`` or ``.onnx`` file, a SavedModel folder) gives the metadata it carries
+    (:func:`yolo_cli.runtimes.read_meta`)."""
     path = Path(path)
+    if path.is_dir() or path.suffix.lower() in EXPORTED_SUFFIXES:
+        from yolo_cli.runtimes import read_meta as read_exported
+
+        return read_exported(path)
     if not path.is_file():
         raise YoloError(f"{path}: model file not found")
     size = path.stat().st_size
