@@ -104,18 +104,23 @@ class WindowDetector:
 
 
 def open_detector(method: str, path: str | Path, thresholds=None, device=None):
-    """The detector of ``method`` for the model file at ``path``.
+    """The detector of ``method`` for the model at ``path``.
 
-    ``yolo`` → :class:`yolo_cli.inference.Detector` (a ``yolo`` model file); ``window`` and
-    ``conv-window`` → :class:`WindowDetector` (a ``window`` model file). A model of the other
-    kind raises :class:`YoloError` naming the method that fits it.
+    ``yolo`` → :class:`yolo_cli.inference.Detector` for a ``yolo`` model: a ``.keras`` file run
+    by TensorFlow, or an exported artifact run by its runtime (``.tflite`` → LiteRT, ``.onnx`` →
+    ONNX Runtime, a SavedModel folder → TensorFlow; :mod:`yolo_cli.runtimes`). ``window`` and
+    ``conv-window`` → :class:`WindowDetector` (a ``window`` ``.keras`` file). A model of the
+    other kind raises :class:`YoloError` naming the method that fits it.
     """
     from yolo_cli.inference import Detector
     from yolo_cli.modelfile import read_meta
+    from yolo_cli.runtimes import artifact_format
 
     if method not in METHODS:
         raise YoloError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
     if method in WINDOW_METHODS:
+        if Path(path).exists() and artifact_format(path) != "keras":
+            raise YoloError(f"{path}: --method {method} runs a window classifier's .keras file")
         return WindowDetector.from_file(path, method, thresholds, device)
     if read_meta(path).kind == "window":
         raise YoloError(
