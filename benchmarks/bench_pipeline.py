@@ -100,6 +100,7 @@ def letterbox_rates(dataset, img_size: int, batch: int, epochs: int) -> dict[str
     import tensorflow as tf
 
     from yolo_cli.boxes import Letterbox, letterbox_image
+    from yolo_cli.config import DEFAULTS
     from yolo_cli.data.image import read_image
 
     paths = [str(s.image) for s in dataset.samples]
@@ -119,7 +120,9 @@ def letterbox_rates(dataset, img_size: int, batch: int, epochs: int) -> dict[str
         def load(path):
             image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
             image = tf.round(tf.image.resize(image, size, antialias=antialias))
-            return tf.cast(tf.pad(image, pad + [[0, 0]], constant_values=114), tf.uint8)
+            return tf.cast(
+                tf.pad(image, pad + [[0, 0]], constant_values=DEFAULTS.letterbox_fill), tf.uint8
+            )
 
         return load
 

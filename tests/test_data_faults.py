@@ -218,6 +218,19 @@ def test_bomb_in_a_dataset_is_skipped_and_counted(tmp_path):
     assert len(problem_lines(result.stdout, "oversized-image")) == 1
 
 
+def test_detect_skips_a_bomb_and_still_does_the_images_beside_it(tmp_path):
+    bomb = png_bomb(tmp_path / "bomb.png")
+    good = write_image(tmp_path / "good.jpg", size=(320, 240))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["detect", str(bomb), str(good), "--out", str(out), "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{bomb}: image is 40000×40000 = 1600000000 pixels, over the cap" in result.stderr
+    assert "Traceback" not in result.output
+    assert [p.stem for p in out.rglob("*.jpg")] == ["good"]
+
+
 def test_pixel_cap_follows_the_environment(tmp_path, monkeypatch):
     image = write_image(tmp_path / "a.png")
     monkeypatch.setenv("YOLO_CLI_MAX_PIXELS", str(W * H - 1))
