@@ -122,7 +122,21 @@ LIMITS = Limits()
 DARKNET_CONF = 0.25
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = PACKAGE_ROOT / "models"
+
+
+def _models_dir() -> Path:
+    """The shipped models: package data of ``yolo_cli.models`` (the top-level ``models/`` folder,
+    which setup.cfg maps into the package), found through ``importlib.resources`` in a wheel and
+    in an editable install alike; the checkout's folder when the package is not installed."""
+    from importlib.resources import files
+
+    try:
+        return Path(str(files("yolo_cli.models")))
+    except ModuleNotFoundError:
+        return PACKAGE_ROOT / "models"
+
+
+MODELS_DIR = _models_dir()
 # shipped models by short name (``--model NAME``), and which one each command uses by default
 SHIPPED_MODELS = {"synthetic": "default.keras", "coco": "coco.keras"}
 DETECT_MODEL = "synthetic"
