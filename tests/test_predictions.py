@@ -300,3 +300,92 @@ def test_missing_or_undecodable_files_are_errors(tmp_path):
     (tmp_path / "a.txt").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(YoloError, match="cannot read"):
         read_predictions(tmp_path, small_dataset())
+
+
+# --- image ids, category ids, predictions that make no sense -----------------------------------
+
+
+def dataset_with_ids(ids, stems=("a", "b", "c"), category_ids=None) -> Dataset:
+    samples = [
+        Sample(
+            Path("/data") / f"{stem}.jpg",
+            np.zeros((0, 4), np.float32),
+            np.zeros(0, np.int32),
+            100,
+            80,
+            image_id,
+        )
+        for stem, image_id in zip(stems, ids, strict=True)
+    ]
+    return Dataset(NAMES, samples, "coco", Path("/data"), category_ids=category_ids)
+
+
+def test_integer_image_ids_are_the_dataset_s_own_ids_not_positions(tmp_path):
+    dataset = dataset_with_ids([42, 7, 1])
+    entries = [
+        coco_entry(image_id=7, category_id=0, score=0.9),
+        coco_entry(image_id="42", category_id=0, score=0.8),  # the same id spelled as text
+        coco_entry(image_id=1.0, category_id=0, score=0.7),
+        coco_entry(image_id=0, category_id=0),  # a position, not an id here
+        coco_entry(image_id=1, file_name="a.jpg", category_id=0, score=0.6),  # the name wins
+    ]
+    read, problems = read_predictions(write_json(tmp_path / "r.json", entries), dataset)
+    assert [[round(float(s), 3) for s in d.scores] for d in read] == [[0.8, 0.6], [0.9], [0.7]]
+    assert problems.counts() == {"unknown-image": 1}
+
+
+def test_integer_image_ids_are_numeric_stems_where_every_stem_is_a_number(tmp_path):
+    dataset = dataset_with_ids([None] * 3, stems=("000017", "000003", "000100"))
+    entries = [coco_entry(image_id=3, category_id=0), coco_entry(image_id=100, category_id=0)]
+    read, problems = read_predictions(write_json(tmp_path / "r.json", entries), dataset)
+    assert [len(d) for d in read] == [0, 1, 1] and len(problems) == 0
+
+
+def test_category_ids_are_the_dataset_s_own_where_it_has_them(tmp_path):
+    # COCO's ids have gaps (1..90 for 80 classes): not 0- or 1-based positions
+    dataset = dataset_with_ids([1, 2, 3], category_ids={17: 0, 88: 2})
+    entries = [coco_entry(image_id=1, category_id=88), coco_entry(image_id=2, category_id=17)]
+    entries.append(coco_entry(image_id=3, category_id=2))
+    read, problems = read_predictions(write_json(tmp_path / "r.json", entries), dataset)
+    assert [d.classes.tolist() for d in read] == [[2], [0], []]
+    assert problems.counts() == {"unknown-class": 1}
+
+
+def test_predictions_that_make_no_sense_are_counted_and_skipped(tmp_path):
+    """small_dataset()'s a.jpg is 640 × 480."""
+    entries = [
+        coco_entry(image_id=0, category_id=0, bbox=[-5, 470, 30, 40]),  # a little outside: kept
+        coco_entry(image_id=0, category_id=0, bbox=[10, 20, 0, 0]),  # empty, harmless: kept
+        coco_entry(image_id=0, category_id=0, bbox=[100, 20, -30, 40]),
+        coco_entry(image_id=0, category_id=0, bbox=[100, 20, 30, -4]),
+        coco_entry(image_id=0, category_id=0, score=1.5),
+        coco_entry(image_id=0, category_id=0, score=-0.1),
+        coco_entry(image_id=0, category_id=0, bbox=[1e9, 20, 30, 40]),
+        coco_entry(image_id=0, category_id=0, bbox=[10, -600, 30, 40]),
+        coco_entry(image_id=0, category_id=0, bbox=[10, 20, 1e30, 40]),
+        coco_entry(image_id=0, category_id=0, bbox=[10, 20, "inf", 40]),
+        {"file": "a.jpg", "detections": [{"xyxy": [50, 0, 40, 10], "score": 0.5, "class": 0}]},
+    ]
+    read, problems = read_predictions(write_json(tmp_path / "r.json", entries), small_dataset())
+    assert len(read[0]) == 2
+    assert problems.counts() == {"malformed-prediction": 9}
+    messages = " | ".join(m for _, _, m in problems.items)
+    assert "outside [0, 1]" in messages and "negative width or height" in messages
+    assert "far outside the 640x480 image" in messages
+
+    (tmp_path / "txt").mkdir()
+    (tmp_path / "txt" / "a.txt").write_text(
+        "0 0.5 0.5 0.2 0.2 0.9\n0 0.5 0.5 -0.2 0.2 0.9\n0 0.5 0.5 0.2 0.2 2\n0 9 0.5 0.2 0.2 0.9\n"
+    )
+    read, problems = read_predictions(tmp_path / "txt", small_dataset())
+    assert len(read[0]) == 1 and problems.counts() == {"malformed-prediction": 3}
+
+
+def test_coco_results_carry_the_dataset_s_image_ids_when_given():
+    dets = [
+        Detections(
+            np.array([[1, 2, 3, 4]], np.float32), np.ones(1, np.float32), np.zeros(1, np.int32)
+        )
+    ]
+    (result,) = to_coco_results(["x.jpg"], dets, NAMES, image_ids=[4000])
+    assert result["image_id"] == 4000 and result["file_name"] == "x.jpg"

@@ -13,19 +13,27 @@ Three forms, all boxes in pixels of the original image unless stated:
 
 How :func:`read_predictions` finds images and classes:
 
-- image: ``file_name`` / ``file`` (or a string ``image_id``) is matched to the dataset's image file
-  name, then to its stem; an integer ``image_id`` is the 0-based position in ``dataset.samples``
-  (what :func:`to_coco_results` writes). YOLO txt files are matched by stem.
+- image: ``file_name`` / ``file`` is matched to the dataset's image file name, then to its
+  stem. Without one, ``image_id`` is the dataset's own image id where it has them (a COCO
+  dataset: the ``id`` of its ``images``, the ids a standard COCO results file holds; ``7`` and
+  ``"7"`` are the same id). On a dataset without ids, a string ``image_id`` is a file name or
+  stem, and an integer one is the image whose stem is that number when every stem is a number
+  (how ultralytics writes ids), else the 0-based position in ``dataset.samples`` (what
+  :func:`to_coco_results` writes without ``image_ids``). YOLO txt files are matched by stem.
 - class: a name (``category``, ``category_name``, a record's ``class``, or a string
   ``category_id``) must be one of ``dataset.names``. An integer ``category_id`` is looked up in the
-  file's ``categories`` when it has them (by name); otherwise it is the 0-based index into
+  file's ``categories`` when it has them (by name), else in the dataset's own category ids
+  (``dataset.category_ids``, a COCO dataset's). Otherwise it is the 0-based index into
   ``dataset.names``, except that a file whose integer ids all lie in ``1..C`` with none equal to 0
   is read as 1-based (the COCO habit). A 0-based file that never uses class 0 is therefore
   misread: write names (:func:`to_coco_results` does) or a ``categories`` list to be explicit.
 
-Lines or entries that can't be used are skipped and counted in :class:`Problems`
-(``malformed-prediction``, ``unknown-image``, ``unknown-class``); a file that can't be read at
-all raises :class:`YoloError`.
+A prediction is used only when its box and score make sense for its image: finite numbers,
+width and height not negative, score in [0, 1], and every coordinate within
+:data:`~yolo_cli.config.PREDICTION_MARGIN` image sizes of the image (a box far outside it is a
+broken file, not a detection). Lines or entries that can't be used are skipped and counted in
+:class:`Problems` (``malformed-prediction``, ``unknown-image``, ``unknown-class``); a file that
+can't be read at all raises :class:`YoloError`.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from yolo_cli.boxes import convert, denormalize
+from yolo_cli.config import PREDICTION_MARGIN
 from yolo_cli.data.dataset import Dataset, Problems
 from yolo_cli.data.yolo_txt import label_text
 from yolo_cli.errors import YoloError
@@ -72,16 +81,21 @@ def to_json_record(
 
 
 def to_coco_results(
-    files: Sequence[str | Path], detections: Sequence[Detections], names: Sequence[str]
+    files: Sequence[str | Path],
+    detections: Sequence[Detections],
+    names: Sequence[str],
+    image_ids: Sequence | None = None,
 ) -> list[dict]:
     """COCO results for images ``files`` (aligned with ``detections``): one dict per box.
 
-    ``image_id`` is the image's position in ``files``, ``category_id`` the 0-based class index;
+    ``image_id`` is ``image_ids[i]`` (the dataset's own ids, e.g. ``sample.image_id``) or, without
+    them, the image's position in ``files``; ``category_id`` is the 0-based class index;
     ``file_name`` and ``category`` (the class name) are written too, so reading back is unambiguous.
     ``bbox`` is ``[x, y, w, h]`` pixels. pycocotools' ``loadRes`` accepts the list as it is.
     """
     results = []
-    for image_id, (file, dets) in enumerate(zip(files, detections, strict=True)):
+    ids = range(len(files)) if image_ids is None else image_ids
+    for image_id, file, dets in zip(ids, files, detections, strict=True):
         for box, score, cls in zip(
             convert(dets.boxes, "xyxy", "xywh"), dets.scores, dets.classes, strict=True
         ):
@@ -139,26 +153,45 @@ class _Collector:
         self.problems = Problems()
         self.by_name: dict[str, int] = {}
         self.by_stem: dict[str, int] = {}
+        self.by_id: dict[str, int] = {}
         for i, sample in enumerate(dataset.samples):
             self.by_name.setdefault(Path(sample.image).name, i)
             self.by_stem.setdefault(Path(sample.image).stem, i)
+            if sample.image_id is not None:
+                self.by_id.setdefault(_id_key(sample.image_id), i)
+        stems = [Path(s.image).stem for s in dataset.samples]
+        self.by_number = (
+            {int(stem): i for i, stem in reversed(list(enumerate(stems)))}
+            if stems and all(stem.isdigit() for stem in stems)
+            else None
+        )
         self.class_index = {name: k for k, name in enumerate(dataset.names)}
         self.boxes: list[list[np.ndarray]] = [[] for _ in dataset.samples]
         self.scores: list[list[float]] = [[] for _ in dataset.samples]
         self.classes: list[list[int]] = [[] for _ in dataset.samples]
 
-    def image(self, ref, where: str) -> int | None:
-        """Sample index for a file name, stem or integer position; counts a problem if none."""
-        if isinstance(ref, int) and not isinstance(ref, bool):
-            if 0 <= ref < len(self.dataset.samples):
-                return ref
-        elif isinstance(ref, str):
-            name = Path(ref).name
-            found = self.by_name.get(name, self.by_stem.get(Path(name).stem))
-            if found is not None:
-                return found
-        self.problems.add(where, "unknown-image", f"no image {ref!r} in the dataset")
-        return None
+    def image(self, file_name, image_id, where: str) -> int | None:
+        """Sample index for a file name, else an image id (module doc); counts a problem if none."""
+        if isinstance(file_name, str):
+            found = self._by_file(file_name)
+        elif self.by_id and _is_key(image_id):
+            found = self.by_id.get(_id_key(image_id))
+        elif isinstance(image_id, str):
+            found = self._by_file(image_id)
+        elif _is_integer(image_id) and self.by_number is not None:
+            found = self.by_number.get(int(image_id))
+        elif _is_integer(image_id) and 0 <= image_id < len(self.dataset.samples):
+            found = int(image_id)
+        else:
+            found = None
+        if found is None:
+            ref = file_name if isinstance(file_name, str) else image_id
+            self.problems.add(where, "unknown-image", f"no image {ref!r} in the dataset")
+        return found
+
+    def _by_file(self, ref: str) -> int | None:
+        name = Path(ref).name
+        return self.by_name.get(name, self.by_stem.get(Path(name).stem))
 
     def class_by_name(self, name: str, where: str) -> int | None:
         if name in self.class_index:
@@ -175,8 +208,15 @@ class _Collector:
     def malformed(self, where: str, message: str) -> None:
         self.problems.add(where, "malformed-prediction", message)
 
-    def add(self, sample: int, xyxy: np.ndarray, score: float, cls: int) -> None:
-        self.boxes[sample].append(np.asarray(xyxy, np.float32).reshape(4))
+    def add(self, sample: int, xyxy, score: float, cls: int, where: str) -> None:
+        """Keep one prediction, or count it as malformed when it makes no sense (module doc)."""
+        xyxy = np.asarray(xyxy, np.float64).reshape(4)
+        s = self.dataset.samples[sample]
+        problem = _box_problem(xyxy, score, s.width, s.height)
+        if problem is not None:
+            self.malformed(where, problem)
+            return
+        self.boxes[sample].append(xyxy.astype(np.float32))
         self.scores[sample].append(score)
         self.classes[sample].append(cls)
 
@@ -215,7 +255,7 @@ def _read_yolo_folder(folder: Path, collected: _Collector) -> None:
             if cls is None:
                 continue
             box = denormalize(convert(values[1:5], "cxcywh", "xyxy"), s.width, s.height)
-            collected.add(sample, box, values[5], cls)
+            collected.add(sample, box, values[5], cls, where)
 
 
 def _read_json(path: Path, collected: _Collector) -> None:
@@ -228,7 +268,7 @@ def _read_json(path: Path, collected: _Collector) -> None:
         content = content["annotations"]
     if not isinstance(content, list):
         raise YoloError(f"{path}: expected a list of detections or of per-image records")
-    category_of = _category_ids(content, categories, collected.dataset.names)
+    category_of = _category_ids(content, categories, collected.dataset)
     for n, entry in enumerate(content):
         where = f"{path}[{n}]"
         if isinstance(entry, dict) and isinstance(entry.get("detections"), list):
@@ -266,7 +306,7 @@ def _parse_json(path: Path, text: str, collected: _Collector):
 
 
 def _read_record(record: dict, where: str, collected: _Collector) -> None:
-    sample = collected.image(record.get("file"), where)
+    sample = collected.image(record.get("file"), None, where)
     if sample is None:
         return
     for m, det in enumerate(record["detections"]):
@@ -285,7 +325,7 @@ def _read_record(record: dict, where: str, collected: _Collector) -> None:
             collected.malformed(at, f"class {name!r} is neither a name nor an index")
             continue
         if cls is not None:
-            collected.add(sample, box, score[0], cls)
+            collected.add(sample, box, score[0], cls, at)
 
 
 def _read_coco_result(entry: dict, where: str, category_of: dict, collected: _Collector) -> None:
@@ -294,8 +334,8 @@ def _read_coco_result(entry: dict, where: str, category_of: dict, collected: _Co
     if box is None or len(box) != 4 or score is None:
         collected.malformed(where, "a COCO result needs bbox [x, y, w, h] and a score")
         return
-    image_ref = entry.get("file_name", entry.get("file", entry.get("image_id")))
-    sample = collected.image(image_ref, where)
+    file_name = entry.get("file_name", entry.get("file"))
+    sample = collected.image(file_name, entry.get("image_id"), where)
     if sample is None:
         return
     name = entry.get("category", entry.get("category_name"))
@@ -310,11 +350,12 @@ def _read_coco_result(entry: dict, where: str, category_of: dict, collected: _Co
         collected.malformed(where, "a COCO result needs a category_id or a category name")
         return
     if cls is not None:
-        collected.add(sample, convert(box, "xywh", "xyxy"), score[0], cls)
+        collected.add(sample, convert(box, "xywh", "xyxy"), score[0], cls, where)
 
 
-def _category_ids(entries: list, categories, names: Sequence[str]) -> dict[int, int]:
+def _category_ids(entries: list, categories, dataset: Dataset) -> dict[int, int]:
     """Integer ``category_id`` → class index, by the rule in the module doc."""
+    names = dataset.names
     if isinstance(categories, list):
         index = {name: k for k, name in enumerate(names)}
         return {
@@ -322,6 +363,8 @@ def _category_ids(entries: list, categories, names: Sequence[str]) -> dict[int, 
             for c in categories
             if isinstance(c, dict) and _is_integer(c.get("id")) and c.get("name") in index
         }
+    if dataset.category_ids:
+        return dict(dataset.category_ids)
     ids = {
         int(e["category_id"])
         for e in entries
@@ -347,6 +390,35 @@ def _numbers(values) -> list[float] | None:
             return None
         out.append(f)
     return out
+
+
+def _box_problem(xyxy: np.ndarray, score: float, width: int, height: int) -> str | None:
+    """Why a prediction (box ``(4,)`` xyxy pixels of a ``width × height`` image, its score)
+    cannot be scored, or None when it can (module doc)."""
+    if not 0.0 <= score <= 1.0:
+        return f"score {score:g} is outside [0, 1]"
+    x1, y1, x2, y2 = xyxy
+    if x2 < x1 or y2 < y1:
+        return f"box {_fmt(xyxy)} has a negative width or height"
+    reach = np.array([width, height, width, height], np.float64) * PREDICTION_MARGIN
+    size = np.array([width, height, width, height], np.float64)
+    if (xyxy < -reach).any() or (xyxy > size + reach).any():
+        return f"box {_fmt(xyxy)} lies far outside the {width}x{height} image"
+    return None
+
+
+def _fmt(xyxy: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in xyxy) + "]"
+
+
+def _is_key(value) -> bool:
+    """An image id a file may use: an integer (also as a whole float) or a string."""
+    return isinstance(value, str) or _is_integer(value)
+
+
+def _id_key(value) -> str:
+    """One spelling per image id: ``7``, ``7.0`` and ``"7"`` are the same id."""
+    return str(int(value)) if _is_integer(value) else str(value)
 
 
 def _is_integer(value) -> bool:

@@ -161,6 +161,7 @@ def _image_records(
                 "one entry kept",
             )
     kept, skipped = _unique_entries(entries)
+    category_ids = {cid: c for cid, c in cat_index.items() if c is not None}
     records: dict[object, Annotation] = {}
     for image_id, entry in kept.items():
         file_name = entry["file_name"]
@@ -169,7 +170,13 @@ def _image_records(
         size = (width, height) if isinstance(width, int) and isinstance(height, int) else None
         if size is not None and min(size) <= 0:
             size = None
-        a = Annotation(where or folders[0] / file_name, path, size=size)
+        a = Annotation(
+            where or folders[0] / file_name,
+            path,
+            size=size,
+            image_id=image_id,
+            category_ids=category_ids,
+        )
         if where is None:
             a.problem("missing-image", f"image {file_name} not found; sample dropped", fatal=True)
         records[image_id] = a

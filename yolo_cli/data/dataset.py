@@ -14,13 +14,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Sample:
-    """One labelled image: ``boxes (N, 4)`` float32 xyxy pixels, ``classes (N,)`` int32."""
+    """One labelled image: ``boxes (N, 4)`` float32 xyxy pixels, ``classes (N,)`` int32.
+
+    image_id: the image's id in the dataset's own files (a COCO ``images[].id``, which results
+    files refer to), None where the format has none.
+    """
 
     image: Path
     boxes: np.ndarray
     classes: np.ndarray
     width: int
     height: int
+    image_id: int | str | None = None
 
 
 @dataclass
@@ -64,6 +69,8 @@ class Dataset:
     split: ``train``, ``val``, ``test``, or None for every image. own_splits: whether the
     dataset's files define its splits (split files or folders, split-named JSON, CSV lists);
     False when the splits are the seeded shares of :func:`~yolo_cli.data.records.split_samples`.
+    category_ids: the dataset's own category id → class index (COCO's ``categories[].id``,
+    which results files refer to), None where the format has none.
     """
 
     names: list[str]
@@ -73,6 +80,7 @@ class Dataset:
     split: str | None = None
     problems: Problems = field(default_factory=Problems)
     own_splits: bool = False
+    category_ids: dict[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.samples)

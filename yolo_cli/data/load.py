@@ -213,8 +213,20 @@ def _samples(
             names,
             lambda kind, msg, src=a.source: problems.add(src, kind, msg),
         )
-        samples.append(Sample(a.image, boxes, classes, int(width), int(height)))
+        samples.append(Sample(a.image, boxes, classes, int(width), int(height), a.image_id))
     return samples
+
+
+def _category_ids(records: list[Annotation]) -> dict[int, int] | None:
+    """The category ids the records' label files share (an id that means different classes
+    in different files is left out), or None when they have none."""
+    merged: dict[int, int] = {}
+    clashing: set[int] = set()
+    for a in records:
+        for cid, c in (a.category_ids or {}).items():
+            if merged.setdefault(cid, c) != c:
+                clashing.add(cid)
+    return {cid: c for cid, c in merged.items() if cid not in clashing} or None
 
 
 def build(source: Source, split: str | None, verify: bool = False) -> Dataset:
@@ -222,9 +234,17 @@ def build(source: Source, split: str | None, verify: bool = False) -> Dataset:
 
     Problems found on the way are added to ``source.problems``, which the dataset shares.
     """
-    samples = _samples(source.select(split), source.names, source.problems, verify)
+    records = source.select(split)
+    samples = _samples(records, source.names, source.problems, verify)
     return Dataset(
-        source.names, samples, source.format, source.root, split, source.problems, source.own_splits
+        source.names,
+        samples,
+        source.format,
+        source.root,
+        split,
+        source.problems,
+        source.own_splits,
+        _category_ids(records),
     )
 
 

@@ -53,6 +53,8 @@ class Annotation:
     size: ``(width, height)`` as the annotation states it, or None when only the image knows.
     source: the file that problems are reported against (the XML, JSON or txt).
     problems: ``(kind, message)`` pairs found while parsing; ``usable`` False drops the sample.
+    image_id, category_ids: the ids the label file gives the image and its categories
+    (category id → class index), where the format has them (COCO).
     """
 
     image: Path
@@ -63,6 +65,8 @@ class Annotation:
     normalized: bool = False
     problems: list[tuple[str, str]] = field(default_factory=list)
     usable: bool = True
+    image_id: int | str | None = None
+    category_ids: dict[int, int] | None = None
 
     def problem(self, kind: str, message: str, fatal: bool = False) -> None:
         self.problems.append((kind, message))
