@@ -48,3 +48,24 @@ def test_detector_table_totals():
     assert sum(r.params for r in rows) == model.count_params()
     text = format_table(rows)
     assert "G multiply-adds per image" in text and "head" in text
+
+
+def test_bytes_moved_are_inputs_output_and_weights_in_float32():
+    model = keras.Sequential([keras.Input((6, 6, 3)), layers.Conv2D(10, 3)])
+    row = model_table(model)[0]
+    assert row.bytes_moved == (6 * 6 * 3 + 4 * 4 * 10 + 280) * 4
+    assert row.intensity == row.macs / row.bytes_moved
+
+
+def test_first_layers_do_the_fewest_multiply_adds_per_byte():
+    rows = {r.name: r for r in model_table(build_model(3, np.ones((5, 2)), 416))}
+    assert rows["image"].bytes_moved == 0
+    assert rows["block1_bn"].macs == 0 and rows["block1_bn"].bytes_moved > 0
+    assert (
+        rows["block1_conv"].intensity
+        < rows["block3_conv"].intensity
+        < rows["block7_conv"].intensity
+    )
+    concat = rows["passthrough_concat"]
+    assert concat.bytes_moved == 2 * concat.activation_size * 4  # two inputs in, one out
+    assert "bytes moved" in format_table(list(rows.values()))
