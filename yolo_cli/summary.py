@@ -120,8 +120,8 @@ def format_table(rows: list[LayerRow]) -> str:
         f"{moved:>13,} {macs / moved if moved else 0:>6.1f}"
     )
     lines.append(
-        f"{params:,} parameters; {macs / 1e9:.3f} G multiply-adds and {moved / 1e6:.1f} MB moved "
-        "(float32: inputs + output + weights) per image"
+        f"{params:,} parameters; {macs / 1e9:.3f} G multiply-adds per image; "
+        f"{moved / 1e6:.1f} MB moved per image (float32: inputs + output + weights)"
     )
     return "\n".join(lines)
 
