@@ -18,8 +18,17 @@ from yolo_cli.errors import YoloError
 device_option = click.option(
     "--device", default="auto", show_default=True, help="auto|cpu|gpu|gpu:N"
 )
-model_option = click.option(
-    "--model", type=click.Path(), help="Model file (default models/default.keras)."
+models_option = click.option(
+    "--model",
+    type=click.Path(),
+    multiple=True,
+    help="Model file (default models/default.keras). Repeat for an ensemble, merged by "
+    "weighted boxes fusion.",
+)
+augment_option = click.option(
+    "--augment",
+    is_flag=True,
+    help="Test-time augmentation: the image and its mirror at three input sizes, merged.",
 )
 method_option = click.option(
     "--method",
@@ -37,7 +46,14 @@ max_det_option = click.option(
 
 
 class _Group(click.Group):
-    """Turns a :class:`YoloError` into one line on stderr and exit status 2."""
+    """Turns a :class:`YoloError` into one line on stderr and exit status 2; keeps the command
+    line as typed in ``ctx.meta["argv"]`` (``yolo eval`` records it in metrics.json)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        argv = [info_name or "yolo", *args]
+        ctx = super().make_context(info_name, args, parent, **extra)
+        ctx.meta.setdefault("argv", argv)
+        return ctx
 
     def invoke(self, ctx: click.Context):
         try:
@@ -414,8 +430,15 @@ def _train_window(options: dict) -> None:
     "--data", type=click.Path(), help="Labelled dataset. Default: fresh synthetic test scenes."
 )
 @click.option("--split", default="test", show_default=True, help="Split of --data to score on.")
-@model_option
+@models_option
 @method_option
+@augment_option
+@click.option(
+    "--class-map",
+    metavar="MODEL=DATASET,…",
+    help="Model classes that are dataset classes of other names (same and synonymous names "
+    "match by themselves).",
+)
 @click.option(
     "--predictions",
     type=click.Path(exists=True),
@@ -441,10 +464,20 @@ def _train_window(options: dict) -> None:
 @device_option
 @click.option("--out", type=click.Path(), help="Run folder (default runs/eval/expN).")
 def eval_(**options) -> None:
-    """Score a model (or saved predictions) on a labelled dataset: AP per class, mAP."""
+    """Score a model (or saved predictions) on a labelled dataset: AP per class, mAP.
+
+    A model whose classes differ from the dataset's is scored on the classes they share."""
+    import shlex
+
     from yolo_cli.evaluate import EvalOptions, format_report, run_eval
 
-    report = run_eval(EvalOptions(**options))
+    def progress(total: int):
+        if total > _PROGRESS_MIN and sys.stderr.isatty():
+            return click.progressbar(length=total, label="eval", file=sys.stderr)
+        return None
+
+    command = shlex.join(click.get_current_context().meta.get("argv", []))
+    report = run_eval(EvalOptions(**options, command=command), progress=progress)
     for line in report.problems.lines():
         click.echo(line, err=True)
     if report.problems:
@@ -459,8 +492,9 @@ _PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anyth
 
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
-@model_option
+@models_option
 @method_option
+@augment_option
 @click.option(
     "--conf",
     default=DEFAULTS.conf_threshold,
@@ -485,7 +519,13 @@ _PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anyth
 )
 @click.option("--no-save", is_flag=True, help="Do not write annotated images and videos.")
 def detect(
-    classes: str | None, as_json: bool, no_save: bool, sources: tuple[str, ...], **options
+    classes: str | None,
+    as_json: bool,
+    no_save: bool,
+    sources: tuple[str, ...],
+    model: tuple[str, ...],
+    augment: bool,
+    **options,
 ) -> None:
     """Detect objects in images, folders, globs and videos; writes annotated copies.
 
@@ -497,6 +537,9 @@ def detect(
     from yolo_cli.detect import DetectOptions, run_detect
 
     wanted = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    options["model"] = list(model) if len(model) > 1 else (model[0] if model else None)
+    if augment or len(model) > 1:  # DetectOptions.augment; several models: yolo_cli.ensemble
+        options["augment"] = augment
 
     bar_shown = []
 
