@@ -155,17 +155,17 @@ def stage_seconds(detector, paths: list[Path], batch: int, out: Path, repeats: i
     """
     from yolo_cli.boxes import letterbox_image
     from yolo_cli.data.image import read_image
-    from yolo_cli.detect import DetectOptions, Frame, Source, _Writers
-    from yolo_cli.draw import draw_detections
+    from yolo_cli.sources import IMAGE, Frame, Source
+    from yolo_cli.writers import RunWriter
 
     size, names = detector.meta.img_size, detector.meta.names
     model_only, post_only = split_graph(detector)
-    writers = _Writers(DetectOptions([], out=str(out), save_txt=True))
-    frames = [Frame(Source(p, p.name, False), None) for p in paths]
+    writers = RunWriter(out, names, save_txt=True)
+    frames = [Frame(Source(str(p), IMAGE, p.stem, p.suffix), None) for p in paths]
 
     def read() -> None:
         for f in frames:
-            f.image = read_image(f.source.path)
+            f.image = read_image(f.source.location)
 
     def letterbox() -> list[np.ndarray]:
         return [
@@ -184,7 +184,7 @@ def stage_seconds(detector, paths: list[Path], batch: int, out: Path, repeats: i
 
     def write() -> None:
         for f, d in zip(frames, detections, strict=True):
-            writers.write(f, d, draw_detections(f.image, d, names))
+            writers.write(f, d)  # draws, then writes
 
     runs = {
         "read + decode": read,

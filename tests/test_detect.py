@@ -1,13 +1,5 @@
-"""``yolo detect`` end to end, with a model whose one detection is known exactly.
-
-The test model is the real network with hand-set weights: every convolution passes the red
-channel of its centre tap through (BatchNorm set to identity), so after the backbone each
-grid cell holds the brightest red value inside it (max pooling). The head turns that into
-p_c = sigmoid(20·v − 15) for anchor 0 and class "car": only a cell holding a white patch
-(v = 1) clears the 0.6 threshold; black (v = 0) and the letterbox's grey border (v = 0.45)
-do not. The decoded box is then the cell's centre with anchor 0's size, in model-input
-pixels, and the test maps it back to the original image by hand.
-"""
+"""``yolo detect`` end to end, with a model whose one detection is known exactly
+(:mod:`detect_helpers`)."""
 
 import json
 import struct
@@ -16,92 +8,40 @@ import sys
 from pathlib import Path
 
 import cv2
-import keras
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from detect_helpers import (
+    ANCHORS,
+    CAR,
+    LANDSCAPE,
+    NAMES,
+    PORTRAIT,
+    SCORE,
+    SIZE,
+    decoded_frames,
+    detect,
+    model_file,
+    one_box_model,
+    problem_lines,
+    records,
+    scene,
+    write_rgb,
+    write_video,
+)
 
 from yolo_cli import config
-from yolo_cli.cli import cli
-from yolo_cli.detect import resolve_sources
 from yolo_cli.draw import class_colour, draw_detections
-from yolo_cli.model import build_model
 from yolo_cli.modelfile import Head, ModelMeta, save_model
 from yolo_cli.postprocess import Detections
+from yolo_cli.sources import IMAGE, VIDEO, resolve_sources
 
-NAMES = ["pedestrian", "car", "motorcycle"]
-ANCHORS = [[20.0, 24.0], [60.0, 50.0]]
-SIZE = 128
-CAR = 1
-SCORE = 1 / (1 + np.exp(-5.0)) * np.exp(10) / (np.exp(10) + 2)  # p_c · P(car)
-
-
-def _one_box_model(img_size: int = SIZE):
-    model = build_model(len(NAMES), np.array(ANCHORS), img_size, width=0.25)
-    red_in_block7 = model.get_layer("passthrough_fold").output.shape[-1]  # after the passthrough
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D) and layer.name != "head":
-            kernel = np.zeros(layer.kernel.shape, np.float32)
-            c = kernel.shape[0] // 2
-            if layer.name == "block7_conv":
-                kernel[c, c, red_in_block7, 0] = 1
-            elif layer.name != "passthrough_conv":
-                kernel[c, c, 0, 0] = 1
-            layer.set_weights([kernel])
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            ones, zeros = np.ones(n), np.zeros(n)
-            layer.set_weights([ones, zeros, zeros, np.full(n, 1 - layer.epsilon)])
-    head = model.get_layer("head")
-    kernel = np.zeros(head.kernel.shape, np.float32)
-    kernel[0, 0, 0, 0] = 20  # anchor 0's p_c logit from the red channel
-    bias = np.zeros((len(ANCHORS), 5 + len(NAMES)), np.float32)
-    bias[:, 0] = -30
-    bias[0, 0] = -15
-    bias[0, 5 + CAR] = 10
-    head.set_weights([kernel, bias.reshape(-1)])
-    return model
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    meta = ModelMeta("yolo", NAMES, SIZE, [Head(32, ANCHORS)])
-    return save_model(_one_box_model(), tmp_path_factory.mktemp("m") / "one.keras", meta)
+__all__ = ["model_file"]  # a fixture
 
 
 @pytest.fixture(scope="module")
 def resizable_model_file(tmp_path_factory):
     meta = ModelMeta("yolo", NAMES, SIZE, [Head(32, ANCHORS)], extra={"config": {"width": 0.25}})
-    return save_model(_one_box_model(), tmp_path_factory.mktemp("m") / "sized.keras", meta)
-
-
-def scene(width: int, height: int, row: int, col: int, size: int = SIZE):
-    """A black ``width × height`` RGB image with a white patch in grid cell (row, col) of the
-    letterboxed ``size`` input, and the xyxy box (original pixels) the model must find."""
-    scale = size / max(width, height)
-    pad_x = (size - round(width * scale)) // 2
-    pad_y = (size - round(height * scale)) // 2
-
-    def to_original(x, y):
-        return (x - pad_x) / scale, (y - pad_y) / scale
-
-    image = np.zeros((height, width, 3), np.uint8)
-    x1, y1 = to_original(col * 32 + 8, row * 32 + 8)
-    x2, y2 = to_original(col * 32 + 24, row * 32 + 24)
-    image[int(np.ceil(y1)) : int(y2), int(np.ceil(x1)) : int(x2)] = 255
-    cx, cy = (col + 0.5) * 32, (row + 0.5) * 32
-    (aw, ah) = ANCHORS[0]
-    box = [*to_original(cx - aw / 2, cy - ah / 2), *to_original(cx + aw / 2, cy + ah / 2)]
-    return image, np.array(box)
-
-
-LANDSCAPE = (200, 100, 1, 2)  # width, height, cell row, cell col
-PORTRAIT = (90, 180, 2, 1)
-
-
-def write_rgb(path: Path, image: np.ndarray, *params) -> Path:
-    assert cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), list(params))
-    return path
+    return save_model(one_box_model(), tmp_path_factory.mktemp("m") / "sized.keras", meta)
 
 
 def jpeg_with_orientation(image: np.ndarray, orientation: int) -> bytes:
@@ -114,22 +54,6 @@ def jpeg_with_orientation(image: np.ndarray, orientation: int) -> bytes:
     payload = b"Exif\x00\x00" + tiff
     app1 = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
     return data[:2] + app1 + data[2:]  # right after SOI
-
-
-def detect(*args, **kwargs):
-    result = CliRunner().invoke(cli, ["detect", *map(str, args)], **kwargs)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
-def records(result) -> list[dict]:
-    return [json.loads(line) for line in result.stdout.splitlines()]
-
-
-def problem_lines(result) -> list[str]:
-    """stderr lines other than the final summary."""
-    return result.stderr.strip().splitlines()[:-1]
 
 
 @pytest.mark.parametrize("shape", [LANDSCAPE, PORTRAIT], ids=["landscape", "portrait"])
@@ -262,37 +186,16 @@ def test_json_only_without_saving_writes_nothing(tmp_path, model_file, monkeypat
     assert result.stderr.splitlines()[-1].endswith("nothing saved")
 
 
-def _write_video(path: Path, frames: int, image: np.ndarray, fps: float = 10.0) -> Path:
-    h, w = image.shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    for _ in range(frames):
-        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
-
-
-def _decoded_frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
-
-
 @pytest.mark.parametrize("every", [1, 2])
 def test_video_is_annotated_frame_by_frame(tmp_path, model_file, every):
     image, box = scene(*LANDSCAPE)
-    clip = _write_video(tmp_path / "clip.avi", 10, image)
+    clip = write_video(tmp_path / "clip.avi", 10, image)
     out = tmp_path / "out"
     result = detect(
         clip, "--model", model_file, "--every", every, "--json", "--save-txt", "--out", out
     )
     assert result.exit_code == 0, result.output
-    frames = _decoded_frames(out / "clip.mp4")
+    frames = decoded_frames(out / "clip.mp4")
     assert len(frames) == 10 // every
     assert frames[0].shape == image.shape
     got = records(result)
@@ -318,7 +221,8 @@ def test_classes_filter(tmp_path, model_file):
     unknown = detect(*common, "--classes", "car,bus")
     assert unknown.exit_code == 2
     assert unknown.stderr.strip().splitlines() == [
-        f"error: {model_file}: no class 'bus'; this model's classes: pedestrian, car, motorcycle"
+        f"error: {model_file}: no class 'bus'; "
+        "this model's classes: pedestrian, car, motorcycle (ids 0 to 2)"
     ]
 
 
@@ -359,25 +263,30 @@ def test_img_size_rebuilds_the_network_when_the_model_says_how(
     assert refused.exit_code == 2
     assert "--img-size 256 is unsupported by this model (input 128)" in refused.stderr
     odd = detect(src, "--model", resizable_model_file, "--img-size", 100, "--no-save")
-    assert odd.exit_code == 2 and "multiples of 32" in odd.stderr
+    assert odd.exit_code == 2
+    assert odd.stderr.strip() == "error: --img-size 100: expected a multiple of 32 from 32 to 4096"
 
 
 def test_resolve_sources_names_and_order(tmp_path):
-    for rel in ("x/b.jpg", "x/a.PNG", "x/deep/c.png", "x/skip.txt", "y/a.PNG", "y/v.avi"):
+    for rel in ("x/b.jpg", "x/a.PNG", "x/deep/c.png", "x/skip.dat", "y/a.PNG", "y/v.avi"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"")
-    explicit = tmp_path / "x" / "skip.txt"
+    explicit = tmp_path / "x" / "skip.dat"
     sources, problems = resolve_sources(
         [str(tmp_path / "x"), str(tmp_path / "y"), str(tmp_path / "x" / "b.jpg"), str(explicit)]
     )
     assert problems == []
-    assert [(s.path.relative_to(tmp_path).as_posix(), s.name, s.video) for s in sources] == [
-        ("x/a.PNG", "a.PNG", False),
-        ("x/b.jpg", "b.jpg", False),
-        ("x/deep/c.png", "deep/c.png", False),
-        ("y/a.PNG", "a_2.PNG", False),
-        ("y/v.avi", "v.mp4", True),
-        ("x/skip.txt", "skip.txt", False),  # named explicitly: taken, reported if unreadable
+    got = [
+        (Path(s.location).relative_to(tmp_path).as_posix(), s.kind, s.name, s.suffix)
+        for s in sources
+    ]
+    assert got == [
+        ("x/a.PNG", IMAGE, "a", ".PNG"),
+        ("x/b.jpg", IMAGE, "b", ".jpg"),
+        ("x/deep/c.png", IMAGE, "deep/c", ".png"),
+        ("y/a.PNG", IMAGE, "a-2", ".PNG"),
+        ("y/v.avi", VIDEO, "v", ".mp4"),
+        ("x/skip.dat", IMAGE, "skip", ".jpg"),  # named explicitly: taken, reported if unreadable
     ]
 
 

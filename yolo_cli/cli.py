@@ -16,7 +16,10 @@ from yolo_cli.errors import YoloError
 
 # Options that several commands share, spelled once.
 device_option = click.option(
-    "--device", default="auto", show_default=True, help="auto|cpu|gpu|gpu:N"
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto|cpu|gpu|gpu:N; N alone is gpu:N (ultralytics' --device 0).",
 )
 models_option = click.option(
     "--model",
@@ -500,20 +503,41 @@ _PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anyth
     default=DEFAULTS.conf_threshold,
     show_default=True,
     type=click.FloatRange(0, 1),
-    help="Discard boxes with p_c at or below this.",
+    help="Discard boxes whose score p_c·P(class) is at or below this; labels, --save-conf "
+    "and JSON show that same score.",
 )
 @nms_iou_option
 @max_det_option
 @click.option(
-    "--img-size", type=click.IntRange(32), help="Model input side (default: the model's own)."
+    "--img-size",
+    type=int,
+    help="Model input side, a multiple of 32 from 32 to 4096 (default: the model's own).",
 )
 @click.option("--batch", default=DEFAULTS.batch, show_default=True, type=click.IntRange(1))
 @device_option
-@click.option("--classes", help="Keep only these classes: NAME,NAME,…")
-@click.option("--out", type=click.Path(), help="Results folder (default runs/detect/expN).")
+@click.option("--classes", help="Keep only these classes, by name or id: car,person or 0,2.")
+@click.option(
+    "--out",
+    type=click.Path(),
+    help="Results folder (default runs/detect/expN). When it exists, OUT2, OUT3 … is used "
+    "instead: a run never writes into another run's folder.",
+)
 @click.option("--save-txt", is_flag=True, help="Write labels/NAME.txt in YOLO txt.")
-@click.option("--save-conf", is_flag=True, help="Add a confidence column to --save-txt labels.")
+@click.option("--save-conf", is_flag=True, help="Add a score column to --save-txt labels.")
+@click.option(
+    "--save-crop", is_flag=True, help="Write each detection's box as crops/CLASS/NAME_K.jpg."
+)
+@click.option(
+    "--save-json",
+    type=click.Path(),
+    help="Write the detections to this file as COCO results (yolo eval --predictions reads it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image on stdout.")
+@click.option(
+    "--line-width", type=click.IntRange(1), help="Box lines in pixels (default: by image size)."
+)
+@click.option("--hide-labels", is_flag=True, help="Draw boxes without class labels.")
+@click.option("--hide-conf", is_flag=True, help="Draw labels without scores.")
 @click.option(
     "--every", default=1, show_default=True, type=click.IntRange(1), help="Every N-th video frame."
 )
@@ -527,10 +551,21 @@ def detect(
     augment: bool,
     **options,
 ) -> None:
-    """Detect objects in images, folders, globs and videos; writes annotated copies.
+    """Detect objects in images, folders, globs, videos, list files, URLs and cameras.
 
-    Unreadable inputs are skipped with one line each on stderr; the exit status is 2 only
-    when nothing could be processed.
+    SOURCES: image or video files, folders, globs, a .txt file listing sources one a line,
+    http(s) image URLs, streams (rtsp://, http(s):// video or MJPEG) and camera indexes (0: the
+    first webcam). A stream runs until it ends or Ctrl-C.
+
+    Every output has a name of its own: NAME is the input's name (its path inside a folder),
+    made unique in the run (a.jpg and a.png: a and a-2). Annotated copies are NAME.<ext> and
+    NAME.mp4; labels labels/NAME.txt, labels/NAME_FRAME.txt for video frames. Each file appears
+    only once complete.
+
+    Unreadable inputs are skipped with one line each on stderr, as are frames a video loses.
+    Exit status: 0 when something was processed; 2 for a bad option, model or --out, a
+    failed write, or when nothing could be processed; 130 after Ctrl-C, with the results so
+    far kept.
     """
     import json
 
@@ -553,13 +588,19 @@ def detect(
         # over a progress bar: clear its line first; the bar redraws below on its next update
         click.echo(f"\r\x1b[K{line}" if bar_shown else line, err=True)
 
-    summary = run_detect(
-        DetectOptions(list(sources), classes=wanted, save=not no_save, **options),
-        on_record=(lambda r: click.echo(json.dumps(r))) if as_json else None,
-        on_skip=skip,
-        progress=progress,
-    )
+    try:
+        summary = run_detect(
+            DetectOptions(list(sources), classes=wanted, save=not no_save, **options),
+            on_record=(lambda r: click.echo(json.dumps(r))) if as_json else None,
+            on_skip=skip,
+            progress=progress,
+        )
+    except KeyboardInterrupt:  # before the first frame: nothing to keep
+        click.echo("interrupted", err=True)
+        raise SystemExit(130) from None
     click.echo(summary.line(), err=True)
+    if summary.interrupted:
+        raise SystemExit(130)
 
 
 @cli.command()

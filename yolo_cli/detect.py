@@ -1,41 +1,43 @@
 """The use case behind ``yolo detect``: sources → frames → batches → Detector → writers.
 
-Sources are image files, folders (searched recursively for image and video files, sorted),
-glob patterns (expanded here when the shell did not), and video files (every frame, or every
-``every``-th). A file that cannot be used (missing, empty, corrupt, not an image) is skipped
-with one ``<file>: <problem>`` line and counted; the run goes on.
+Sources (:mod:`yolo_cli.sources`) are image files, folders, globs, list files, videos, image
+URLs, and streams (cameras, ``rtsp://``, ``http(s)://`` video); video frames are taken every
+``every``-th. An input that cannot be used (missing, empty, corrupt, over the pixel cap, a dead
+URL) is skipped with one ``<source>: <problem>`` line and counted; the run goes on. A video's
+frames that cannot be read are counted as lost.
 
-Outputs go to one run folder (``runs/detect/expN`` unless ``out`` is given), created when the
-first output is written:
+A box's score is ``p_c · P(class)``: ``conf`` discards scores at or below it, and labels, txt
+files and JSON show that same score.
 
-- annotated images under the image's name (files found in a folder keep their path inside
-  it), annotated videos as ``<stem>.mp4`` (mp4v) at the source's frame size, at
-  ``fps / every`` so that they last as long as the source;
-- with ``save_txt``, ``labels/<name>.txt`` in YOLO txt (``labels/<stem>_<frame>.txt`` for video
-  frames), with a confidence column when ``save_conf``;
-- detect records (:func:`yolo_cli.predictions.to_json_record`, plus ``"frame"`` for video
-  frames) handed to ``on_record`` as they are made; the CLI prints them as JSON lines.
+Outputs (:mod:`yolo_cli.writers`) go to a folder of the run's own, made before any work:
+``out``, or ``out2``, ``out3`` … when ``out`` exists; ``runs/detect/expN`` without ``out``. It is
+removed again when the run writes nothing into it. Annotated images and videos, labels
+(``save_txt``), crops (``save_crop``) each get a path no other output of the run shares;
+``save_json`` collects the detections as COCO results. Detect records
+(:func:`yolo_cli.predictions.to_json_record`, plus ``"frame"`` for video frames) are handed to
+``on_record`` as they are made; the CLI prints them as JSON lines.
+
+Ctrl-C stops a run cleanly: the annotated video so far is finished, the JSON written, and the
+summary says ``interrupted``. A write that fails (disk full) stops the run with one
+:class:`YoloError` naming the file; what was written before stays.
 """
 
 from __future__ import annotations
 
-import glob
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from yolo_cli.config import DEFAULTS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from yolo_cli.config import DEFAULTS, LIMITS
 from yolo_cli.errors import YoloError
+from yolo_cli.sources import STREAM, VIDEO, Frame
 
-VIDEO_FOURCC = "mp4v"
-VIDEO_SUFFIX = ".mp4"
-_GLOB_MAGIC = set("*?[")
+RUNS = Path("runs") / "detect"
 
 
 @dataclass
@@ -43,10 +45,13 @@ class DetectOptions:
     """Everything ``yolo detect`` takes; ``model=None`` is the shipped :data:`yolo_cli.config.DETECT_MODEL`.
 
     method: ``yolo``, or ``window`` / ``conv-window`` with a window classifier as ``model``
-    (:mod:`yolo_cli.baselines.detector`). img_size: model input side (``None``: the model's
-    own). classes: keep only these class names (``None``: all). out: the run folder
-    (``None``: the next ``runs/detect/expN``). every: take every N-th video frame. save: write
-    annotated images and videos.
+    (:mod:`yolo_cli.baselines.detector`). conf: score (``p_c · P(class)``) threshold.
+    img_size: model input side (``None``: the model's own). classes: keep only these classes,
+    by name or id (``None``: all). out: the run folder (module doc). every: take every N-th
+    video frame. save: write annotated images and videos, drawn with ``line_width`` (``None``:
+    by image size), without labels (``hide_labels``) or scores in them (``hide_conf``).
+    save_txt / save_conf / save_crop: labels, their score column, crops. save_json: a COCO
+    results file to write. timeout: seconds an URL or stream may take to answer.
     """
 
     sources: Sequence[str]
@@ -63,7 +68,18 @@ class DetectOptions:
     save: bool = True
     save_txt: bool = False
     save_conf: bool = False
+    save_crop: bool = False
+    save_json: str | None = None
+    line_width: int | None = None
+    hide_labels: bool = False
+    hide_conf: bool = False
     every: int = 1
+    timeout: float = DEFAULTS.stream_timeout
+
+    @property
+    def writes_folder(self) -> bool:
+        """Whether the run has anything to put in a run folder."""
+        return self.save or self.save_txt or self.save_crop
 
 
 @dataclass
@@ -72,12 +88,16 @@ class DetectSummary:
 
     images: int = 0
     videos: int = 0
+    streams: int = 0
     frames: int = 0
+    lost: int = 0
     skipped: int = 0
     per_class: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     device: str = ""
     out_dir: Path | None = None
+    json_path: Path | None = None
+    interrupted: bool = False
 
     @property
     def processed(self) -> int:
@@ -85,185 +105,65 @@ class DetectSummary:
         return self.images + self.frames
 
     def line(self) -> str:
-        """One line, e.g. ``3 images, 1 video (5 frames), 2 skipped; 4 car, 1 pedestrian;
-        12.5 images/s on /CPU:0; results in runs/detect/exp``."""
-        inputs = [f"{self.images} image{'s' * (self.images != 1)}"]
-        if self.videos:
-            inputs.append(f"{self.videos} video{'s' * (self.videos != 1)} ({self.frames} frames)")
+        """One line, e.g. ``3 images, 1 video (5 frames, 2 lost), 2 skipped; 4 car, 1
+        pedestrian; 12.5 images/s on /CPU:0; results in runs/detect/exp``, begun with
+        ``interrupted:`` after Ctrl-C."""
+        inputs = [_count(self.images, "image")]
+        framed = [
+            _count(n, kind) for n, kind in ((self.videos, "video"), (self.streams, "stream")) if n
+        ]
+        if framed:
+            lost = f", {self.lost} lost" if self.lost else ""
+            inputs.append(f"{', '.join(framed)} ({self.frames} frames{lost})")
         if self.skipped:
             inputs.append(f"{self.skipped} skipped")
         found = ", ".join(f"{n} {name}" for name, n in self.per_class.most_common())
         rate = self.processed / self.seconds if self.seconds > 0 else 0.0
-        where = f"results in {self.out_dir}" if self.out_dir else "nothing saved"
+        saved = [f"results in {self.out_dir}"] if self.out_dir else []
+        saved += [f"COCO results in {self.json_path}"] if self.json_path else []
         return (
-            f"{', '.join(inputs)}; {found or 'no detections'}; "
-            f"{rate:.1f} images/s on {self.device}; {where}"
+            f"{'interrupted: ' * self.interrupted}{', '.join(inputs)}; "
+            f"{found or 'no detections'}; {rate:.1f} images/s on {self.device}; "
+            f"{'; '.join(saved) or 'nothing saved'}"
         )
 
 
-@dataclass(frozen=True)
-class Source:
-    """One input file. name: its output name (relative path); video: read frame by frame."""
-
-    path: Path
-    name: str
-    video: bool
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' * (n != 1)}"
 
 
-@dataclass
-class Frame:
-    """An image to detect on, or the reason there is none.
-
-    image: ``(H, W, 3)`` uint8 RGB, or ``None`` with ``error`` a ``<file>: <problem>`` line.
-    index: the frame number in a video source, ``None`` for an image file.
-    """
-
-    source: Source
-    index: int | None
-    image: np.ndarray | None = None
-    error: str | None = None
-
-
-def is_media(path: Path) -> bool:
-    """Whether a file found in a folder or by a glob is taken: image and video extensions."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
-
-
-def resolve_sources(sources: Sequence[str]) -> tuple[list[Source], list[str]]:
-    """Command-line sources → input files, in order, each once, and one line per bad source.
-
-    A folder contributes its image and video files (recursively, sorted by path); a pattern
-    with ``* ? [`` that is not an existing path is expanded (``**`` recursive), keeping media
-    files and expanding folders; a file named explicitly is taken whatever its extension.
-    Output names are unique: a clash gets ``_2``, ``_3`` … before the suffix.
-    """
-    found: list[tuple[Path, str]] = []  # (file, output name)
-    problems: list[str] = []
-    for spec in sources:
-        path = Path(spec)
-        if path.is_dir():
-            found += _folder(path)
-        elif path.exists():
-            found.append((path, path.name))
-        elif _GLOB_MAGIC & set(spec):
-            matches = [Path(m) for m in sorted(glob.glob(spec, recursive=True))]
-            for m in matches:
-                if m.is_dir():
-                    found += _folder(m)
-                elif is_media(m):
-                    found.append((m, m.name))
-            if not matches:
-                problems.append(f"{spec}: no files match")
-        else:
-            problems.append(f"{spec}: no such file or folder")
-    seen: set[Path] = set()
-    names: set[str] = set()
-    out = []
-    for file, name in found:
-        key = file.resolve()
-        if key in seen:
-            continue
-        seen.add(key)
-        video = file.suffix.lower() in VIDEO_EXTENSIONS
-        if video:
-            name = str(Path(name).with_suffix(VIDEO_SUFFIX))
-        name = _unique(name, names)
-        names.add(name)
-        out.append(Source(file, name, video))
-    return out, problems
-
-
-def _folder(folder: Path) -> list[tuple[Path, str]]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_media(p))
-    return [(p, p.relative_to(folder).as_posix()) for p in files]
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    path, n = Path(name), 1
-    while name in taken:
-        n += 1
-        name = str(path.with_name(f"{path.stem}_{n}{path.suffix}"))
-    return name
-
-
-def open_video(path: Path):
-    """``cv2.VideoCapture`` for a file, FFmpeg's own log silenced: a broken file is reported
-    once, as ``<file>: <problem>``, not again in FFmpeg's words."""
-    import cv2
-
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read at each open
-    return cv2.VideoCapture(str(path))
-
-
-def count_frames(sources: Sequence[Source], every: int = 1) -> int:
-    """How many frames :func:`iter_frames` will yield, from the videos' headers (an estimate
-    for videos whose header is wrong); used for progress bars."""
-    import cv2
-
-    total = 0
-    for s in sources:
-        if s.video:
-            cap = open_video(s.path)
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
-            cap.release()
-            total += max(-(-n // every), 1)
-        else:
-            total += 1
-    return total
-
-
-def iter_frames(sources: Sequence[Source], every: int = 1) -> Iterator[Frame]:
-    """Read the sources in order: one :class:`Frame` per image file, and frames 0, every,
-    2·every … of each video. Unreadable inputs yield a Frame with ``error`` set instead."""
-    from yolo_cli.data.image import read_image
-
-    for source in sources:
-        if source.video:
-            yield from _video_frames(source, every)
-            continue
-        try:
-            yield Frame(source, None, read_image(source.path))
-        except YoloError as e:
-            yield Frame(source, None, error=str(e))
-
-
-def _video_frames(source: Source, every: int) -> Iterator[Frame]:
-    import cv2
-
-    cap = open_video(source.path)
-    try:
-        if not cap.isOpened():
-            yield Frame(source, None, error=f"{source.path}: cannot open video")
-            return
-        index = 0
-        while True:
-            # grab() skips a frame without converting it; read() = grab() + retrieve()
-            ok = cap.grab()
-            if not ok:
-                break
-            if index % every == 0:
-                ok, bgr = cap.retrieve()
-                if not ok:
-                    break
-                yield Frame(source, index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            index += 1
-        if index == 0:
-            yield Frame(source, None, error=f"{source.path}: no frames could be read")
-    finally:
-        cap.release()
+def check_options(options: DetectOptions) -> None:
+    """Refuse out-of-range numbers before any work: ``--img-size`` must be a multiple of the
+    stride within :data:`~yolo_cli.config.LIMITS` ``.img_size``."""
+    if options.batch < 1 or options.every < 1:
+        raise YoloError("--batch and --every must be at least 1")
+    if options.line_width is not None and options.line_width < 1:
+        raise YoloError(f"--line-width {options.line_width}: expected at least 1 pixel")
+    size, stride = options.img_size, DEFAULTS.stride
+    low, high = LIMITS.img_size[0], LIMITS.img_size[1]
+    if size is not None and not (low <= size <= high and size % stride == 0):
+        raise YoloError(f"--img-size {size}: expected a multiple of {stride} from {low} to {high}")
 
 
 def class_filter(classes: Sequence[str] | None, names: Sequence[str], model: Path):
-    """Class names to keep → sorted class ids (``None`` keeps all); unknown names raise."""
+    """Classes to keep, by name or id (``"car"``, ``"1"``) → sorted class ids (``None`` keeps
+    all). A name the model has wins over an id; unknown names and ids raise YoloError."""
     if not classes:
         return None
-    unknown = [c for c in classes if c not in names]
+    ids, unknown = set(), []
+    for c in classes:
+        if c in names:
+            ids.add(names.index(c))
+        elif c.isdigit() and int(c) < len(names):
+            ids.add(int(c))
+        else:
+            unknown.append(c)
     if unknown:
         raise YoloError(
             f"{model}: no class {', '.join(map(repr, unknown))}; "
-            f"this model's classes: {', '.join(names)}"
+            f"this model's classes: {', '.join(names)} (ids 0 to {len(names) - 1})"
         )
-    return np.array(sorted({names.index(c) for c in classes}), np.int32)
+    return np.array(sorted(ids), np.int32)
 
 
 def load_detector(path: Path, options: DetectOptions, device):
@@ -287,79 +187,6 @@ def load_detector(path: Path, options: DetectOptions, device):
     return Detector(model, replace(detector.meta, img_size=size), thresholds, device)
 
 
-class _Writers:
-    """Writes each frame's outputs into the run folder, made on first use (``out_dir`` stays
-    ``None`` while nothing is written); keeps the current video's writer open until its
-    frames end."""
-
-    def __init__(self, options: DetectOptions):
-        self.options = options
-        self.out_dir: Path | None = None
-        self._video: tuple[Source, object] | None = None
-
-    def folder(self) -> Path:
-        if self.out_dir is None:
-            from yolo_cli.train import next_run_dir
-
-            out = self.options.out
-            self.out_dir = Path(out) if out else next_run_dir(Path("runs") / "detect")
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        return self.out_dir
-
-    def write(self, frame: Frame, detections, annotated: np.ndarray | None) -> None:
-        """Labels (``save_txt``) and the annotated image or video frame (``save``)."""
-        import cv2
-
-        from yolo_cli.predictions import write_yolo_txt
-
-        source = frame.source
-        if self.options.save_txt:
-            label = Path(source.name).with_suffix(".txt")
-            if frame.index is not None:
-                label = label.with_name(f"{label.stem}_{frame.index}.txt")
-            h, w = frame.image.shape[:2]
-            path = self.folder() / "labels" / label
-            write_yolo_txt(path, detections, w, h, self.options.save_conf)
-        if not self.options.save:
-            return
-        bgr = cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR)
-        if source.video:
-            self._video_writer(source, bgr.shape).write(bgr)
-            return
-        target = self.folder() / source.name
-        if target.suffix.lower() not in IMAGE_EXTENSIONS:
-            target = target.with_name(target.name + ".jpg")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        ok, data = cv2.imencode(target.suffix, bgr)
-        if not ok:
-            raise YoloError(f"{target}: cannot encode the annotated image")
-        target.write_bytes(data.tobytes())
-
-    def _video_writer(self, source: Source, shape):
-        import cv2
-
-        if self._video is not None and self._video[0] == source:
-            return self._video[1]
-        self.close()
-        cap = open_video(source.path)
-        fps = cap.get(cv2.CAP_PROP_FPS) or 30.0  # some containers do not say
-        cap.release()
-        target = self.folder() / source.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        h, w = shape[:2]
-        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)
-        writer = cv2.VideoWriter(str(target), fourcc, fps / self.options.every, (w, h))
-        if not writer.isOpened():
-            raise YoloError(f"{target}: cannot write video ({VIDEO_FOURCC})")
-        self._video = (source, writer)
-        return writer
-
-    def close(self) -> None:
-        if self._video is not None:
-            self._video[1].release()
-            self._video = None
-
-
 def run_detect(
     options: DetectOptions,
     on_record: Callable[[dict], None] | None = None,
@@ -369,91 +196,159 @@ def run_detect(
     """Detect on every source; write the outputs (module doc) and return the summary.
 
     on_record: receives each image's detect record, in input order. on_skip: receives one
-    ``<file>: <problem>`` line per skipped input. progress: given the number of frames to come,
-    returns a context manager whose ``update(n)`` is called as frames are done (click's
-    ``progressbar`` fits), or ``None`` for no progress display.
-    Raises :class:`YoloError` for a bad model, option or class name, and when no input at all
-    could be processed.
-    """
-    from yolo_cli.device import select_device
-    from yolo_cli.draw import draw_detections
-    from yolo_cli.modelfile import model_path, read_meta
-    from yolo_cli.predictions import to_json_record
+    ``<source>: <problem>`` line per skipped input and per video with lost frames. progress:
+    given the number of frames to come (known when no stream is among the sources), returns a
+    context manager whose ``update(n)`` is called as frames are done (click's ``progressbar``
+    fits), or ``None`` for no progress display.
 
-    if options.batch < 1 or options.every < 1:
-        raise YoloError("--batch and --every must be at least 1")
+    Returns with ``interrupted`` set after Ctrl-C in the detection loop. Raises
+    :class:`YoloError` for a bad model, option, class name or results folder (before any
+    work), when a write fails, and when no input at all could be processed.
+    """
+    from yolo_cli.modelfile import model_path, read_meta
+    from yolo_cli.writers import check_output_file, claim_run_dir
+
+    check_options(options)
     path = model_path(options.model, options.method)
     keep = class_filter(options.classes, read_meta(path).names, path)
-    sources, problems = resolve_sources(options.sources)
+    json_path = check_output_file(options.save_json) if options.save_json else None
+    run_dir = claim_run_dir(options.out, RUNS) if options.writes_folder else None
     summary = DetectSummary()
+    try:
+        folder = run_dir.path if run_dir else None
+        _detect(options, path, keep, folder, json_path, summary, on_record, on_skip, progress)
+    finally:
+        if run_dir is not None and not run_dir.remove_if_empty():
+            summary.out_dir = run_dir.path
+    if not summary.processed and not summary.interrupted:
+        raise YoloError(f"no input could be processed ({summary.skipped} skipped)")
+    return summary
 
-    def skip(line: str) -> None:
-        summary.skipped += 1
+
+def _detect(
+    options: DetectOptions,
+    path: Path,
+    keep: np.ndarray | None,
+    folder: Path | None,
+    json_path: Path | None,
+    summary: DetectSummary,
+    on_record,
+    on_skip,
+    progress,
+) -> None:
+    """:func:`run_detect`'s work once its run folder (``folder``, ``None`` when nothing goes
+    there) is claimed: resolve, load, detect, write; fills ``summary``."""
+    from yolo_cli.device import select_device
+    from yolo_cli.predictions import to_json_record
+    from yolo_cli.sources import count_frames, iter_frames, resolve_sources
+    from yolo_cli.writers import CocoJson, RunWriter, Style
+
+    def report(line: str) -> None:
         if on_skip is not None:
             on_skip(line)
 
+    sources, problems = resolve_sources(options.sources, options.timeout)
+    summary.skipped += len(problems)
     for line in problems:
-        skip(line)
+        report(line)
     if not sources:
         raise YoloError("nothing to detect on: no image or video among the sources")
     device = select_device(options.device)
     summary.device = device.name
     detector = load_detector(path, options, device)
     names = detector.meta.names
-    writers = _Writers(options)
-    videos: set[Source] = set()
+    style = Style(options.line_width, not options.hide_labels, not options.hide_conf)
+    writer = None
+    if folder is not None:
+        writer = RunWriter(
+            folder, names, save=options.save, save_txt=options.save_txt,
+            save_conf=options.save_conf, save_crop=options.save_crop, every=options.every,
+            style=style,
+        )  # fmt: skip
+    coco = CocoJson(json_path, names) if json_path else None
+    seen: set = set()
 
     def finish(frame: Frame, dets) -> None:
         if keep is not None:
             dets = dets.take(np.isin(dets.classes, keep))
-        if frame.source.video:
+        if writer:
+            writer.write(frame, dets)
+        if coco:
+            coco.add(frame, dets)
+        if frame.source.has_frames:
             summary.frames += 1
-            videos.add(frame.source)
+            seen.add(frame.source)
         else:
             summary.images += 1
         summary.per_class.update(names[int(c)] for c in dets.classes)
-        annotated = draw_detections(frame.image, dets, names) if options.save else None
-        writers.write(frame, dets, annotated)
         if on_record is not None:
             h, w = frame.image.shape[:2]
-            record = to_json_record(frame.source.path, w, h, dets, names)
+            record = to_json_record(frame.source.location, w, h, dets, names)
             if frame.index is not None:
                 record["frame"] = frame.index
             on_record(record)
 
-    bar = progress(count_frames(sources, options.every)) if progress else None
+    total = count_frames(sources, options.every)
+    bar = progress(total) if progress and total is not None else None
     size = detector.meta.img_size
     detector.detect([np.zeros((size, size, 3), np.uint8)])  # trace now: images/s is detection
     start = time.perf_counter()
-    with bar or _NoProgress() as ticks:
-        try:
-            for frames in _batches(iter_frames(sources, options.every), options.batch):
-                good = [f for f in frames if f.error is None]
-                for frame in frames:
+    failed = True
+    try:
+        frames = iter_frames(sources, options.every, options.timeout)
+        with bar or _NoProgress() as ticks, closing(frames):  # closing: cameras released
+            for group in _batches(frames, options.batch):
+                good = [f for f in group if f.error is None]
+                for frame in group:
                     if frame.error is not None:
-                        skip(frame.error)
+                        summary.lost += frame.lost
+                        summary.skipped += not frame.lost
+                        report(frame.error)
                 for frame, dets in zip(good, detector.detect([f.image for f in good]), strict=True):
                     finish(frame, dets)
-                ticks.update(len(frames))
-        finally:
-            writers.close()
-    summary.seconds = time.perf_counter() - start
-    summary.videos = len(videos)
-    if not summary.processed:
-        raise YoloError(f"no input could be processed ({summary.skipped} skipped)")
-    summary.out_dir = writers.out_dir
-    return summary
+                ticks.update(len(group))
+        if writer:
+            writer.close()  # the last video appears now
+        failed = False
+    except KeyboardInterrupt:
+        summary.interrupted, failed = True, False
+    except YoloError as e:
+        kept = f"; the {writer.written} files written before are in {folder}" if writer else ""
+        raise YoloError(f"{e}; run stopped{kept}") from None
+    finally:
+        summary.seconds = time.perf_counter() - start
+        summary.videos = sum(s.kind == VIDEO for s in seen)
+        summary.streams = sum(s.kind == STREAM for s in seen)
+        _close(writer, coco, failed)
+        summary.json_path = json_path if coco else None
+
+
+def _close(writer, coco, failed: bool) -> None:
+    """Finish the open video and write the JSON; after a failed write, keep what can be kept
+    without hiding the first error."""
+    if writer:
+        if failed:
+            writer.abort()
+        else:
+            writer.close()
+    if coco:
+        try:
+            coco.write()
+        except YoloError:
+            if not failed:
+                raise
 
 
 def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
-    """Frames grouped so that each group holds ``size`` readable ones (the last fewer);
-    unreadable frames ride along in whichever group they arrive in."""
+    """Frames grouped so that each group holds ``size`` readable ones (the last fewer), a
+    stream's frames one at a time; unreadable frames ride along in whichever group they
+    arrive in."""
     group: list[Frame] = []
     readable = 0
     for frame in frames:
         group.append(frame)
         readable += frame.error is None
-        if readable == size:
+        if readable == size or frame.source.kind == STREAM:  # a live frame waits for no batch
             yield group
             group, readable = [], 0
     if group:

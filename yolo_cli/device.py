@@ -13,7 +13,7 @@ from yolo_cli.errors import YoloError
 
 log = logging.getLogger(__name__)
 
-DEVICE_CHOICES = "auto|cpu|gpu|gpu:N"
+DEVICE_CHOICES = "auto|cpu|gpu|gpu:N|N"
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 
 
@@ -36,11 +36,14 @@ def device_scope(device: Device | None):
 
 
 def parse_device(spec: str) -> tuple[str, int | None]:
-    """``"auto" | "cpu" | "gpu" | "gpu:N"`` → (kind, index); raises YoloError otherwise."""
+    """``"auto" | "cpu" | "gpu" | "gpu:N" | "N"`` → (kind, index); raises YoloError otherwise.
+
+    ``N`` alone is GPU N, as ultralytics spells it (``--device 0``).
+    """
     spec = spec.strip().lower()
     if spec in ("auto", "cpu", "gpu"):
         return spec, None
-    m = re.fullmatch(r"(?:gpu|cuda):(\d+)", spec)
+    m = re.fullmatch(r"(?:(?:gpu|cuda):)?(\d+)", spec)
     if m:
         return "gpu", int(m.group(1))
     raise YoloError(f"--device {spec!r}: expected one of {DEVICE_CHOICES}")

@@ -27,29 +27,41 @@ def class_colour(cls: int) -> tuple[int, int, int]:
     return PALETTE[int(cls) % len(PALETTE)]
 
 
-def line_width(width: int, height: int) -> int:
+def default_line_width(width: int, height: int) -> int:
     """Box line width in pixels for a ``width × height`` image: 2 up to ~670 px, then 0.3 %."""
     return max(round((width + height) / 2 * 0.003), 2)
 
 
-def draw_detections(image: np.ndarray, detections: Detections, names: Sequence[str]) -> np.ndarray:
+def draw_detections(
+    image: np.ndarray,
+    detections: Detections,
+    names: Sequence[str],
+    line_width: int | None = None,
+    labels: bool = True,
+    scores: bool = True,
+) -> np.ndarray:
     """Draw boxes and ``<class> <score>`` labels on a copy of ``image``.
 
     image: ``(H, W, 3)`` uint8 RGB; detections: boxes ``(N, 4)`` xyxy pixels of that image,
-    classes indexing ``names``. Returns the annotated ``(H, W, 3)`` uint8 RGB copy. The lowest
-    scores are drawn first, so the most confident labels end up on top.
+    classes indexing ``names``, scores the ``p_c · P(class)`` that ``--conf`` filters (shown
+    with two decimals). line_width: box lines in pixels (``None``: :func:`default_line_width`; the
+    label text scales with it). labels: draw the labels at all; scores: put the score
+    in them. Returns the annotated ``(H, W, 3)`` uint8 RGB copy. The lowest scores are drawn
+    first, so the most confident labels end up on top.
     """
     import cv2
 
     out = np.ascontiguousarray(image, dtype=np.uint8).copy()
     h, w = out.shape[:2]
-    lw = line_width(w, h)
+    lw = line_width or default_line_width(w, h)
     for k in np.argsort(detections.scores, kind="stable"):
         x1, y1, x2, y2 = (int(round(float(v))) for v in detections.boxes[k])
         cls = int(detections.classes[k])
         colour = class_colour(cls)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, lw, cv2.LINE_8)
-        _label(out, f"{names[cls]} {float(detections.scores[k]):.2f}", x1, y1, colour, lw)
+        if labels:
+            text = f"{names[cls]} {float(detections.scores[k]):.2f}" if scores else names[cls]
+            _label(out, text, x1, y1, colour, lw)
     return out
 
 
