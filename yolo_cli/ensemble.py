@@ -233,15 +233,20 @@ def open_detectors(
     device=None,
     augment: bool = False,
 ):
-    """The detector for one or more model files, with ``--augment``'s passes when asked.
-
-    One model without ``augment`` is its plain detector (:func:`yolo_cli.baselines.detector.
-    open_detector`); otherwise a :class:`MergedDetector` over every model's passes. Raises
-    :class:`YoloError` when the models name different classes.
-    """
+    """The detector for one or more model files, with ``--augment``'s passes when asked
+    (:func:`combine` of each file's :func:`yolo_cli.baselines.detector.open_detector`)."""
     from yolo_cli.baselines.detector import open_detector
 
     detectors = [open_detector(method, p, thresholds, device) for p in paths]
+    return combine(detectors, paths, augment, device)
+
+
+def combine(detectors: Sequence, paths: Sequence[str | Path], augment: bool = False, device=None):
+    """Detectors already open (``paths``: their model files, for messages and rebuilding) as
+    one: a single detector without ``augment`` is itself; otherwise a :class:`MergedDetector`
+    over every detector's passes (:func:`augmented_passes` with ``augment``), with the first
+    detector's thresholds. Raises :class:`YoloError` when the models name different classes.
+    """
     if not detectors:
         raise YoloError("no model given")
     first = detectors[0].meta.names
