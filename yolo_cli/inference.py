@@ -40,13 +40,22 @@ class Detector:
     model: a Keras model (run by TensorFlow with BatchNorm folded, decode and NMS fused into one
     graph) or a runtime of an exported artifact (:func:`yolo_cli.runtimes.load_runtime`), whose
     raw grids go through the same decode and NMS. ``model`` is the Keras model as given
-    (``None`` for a runtime); ``runtime`` names what computes the grids.
+    (``None`` for a runtime), ``engine`` the runtime (``None`` for a Keras model), ``runtime``
+    names what computes the grids. fold_bn: ``False``
+    runs the Keras model with its BatchNorm layers (to measure what folding buys).
 
     >>> detector = Detector.from_file("synthetic")   # a path or a shipped model's short name
     >>> detections = detector(image)                  # (H, W, 3) uint8 RGB → Detections
     """
 
-    def __init__(self, model, meta: ModelMeta, thresholds: Thresholds | None = None, device=None):
+    def __init__(
+        self,
+        model,
+        meta: ModelMeta,
+        thresholds: Thresholds | None = None,
+        device=None,
+        fold_bn: bool = True,
+    ):
         import tensorflow as tf
 
         from yolo_cli.modelfile import model_outputs
@@ -63,9 +72,9 @@ class Detector:
             return select(boxes, p_c, probs, t.conf, t.nms_iou, t.max_det)
 
         if _is_keras(model):
-            self.model, self.runtime = model, "tensorflow"
+            self.model, self.engine, self.runtime = model, None, "tensorflow"
             with device_scope(device):
-                graph = fold_batchnorm(model)
+                graph = fold_batchnorm(model) if fold_bn else model
 
             @tf.function(input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
             def run(images):
@@ -73,7 +82,7 @@ class Detector:
 
             self._run = run
             return
-        self.model, self.runtime = None, model.name
+        self.model, self.engine, self.runtime = None, model, model.name
         grids = [
             tf.TensorSpec((None, h.grid(size), h.grid(size), len(h.anchors), 5 + meta.num_classes))
             for h in meta.heads
