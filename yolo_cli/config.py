@@ -21,7 +21,14 @@ class Defaults:
     eval_conf: float = 0.001
     max_det: int = 100
     max_boxes: int = 100
-    min_visible: float = 0.4  # augmentation drops objects less visible than this after a crop
+    # training augmentation (yolo_cli.data.augment.Augmentation explains each choice):
+    # an object keeps its label when at least min_visible of it shows and its visible box is
+    # at least min_box_px wide and tall; what shows of any other object is painted grey
+    min_visible: float = 0.25
+    min_box_px: float = 2.0
+    mosaic_p: float = 1.0  # share of training images made a mosaic of 4 (YOLOv5/v8: all)
+    aug_scale: tuple[float, float] = (0.5, 1.5)  # each image's random scale (YOLOv5: 1 ± 0.5)
+    mosaic_centre: tuple[float, float] = (0.25, 0.75)  # where the 4 tiles meet, share of a side
     lambda_coord: float = 5.0
     lambda_obj: float = 1.0
     lambda_noobj: float = 0.5
