@@ -292,6 +292,8 @@ def test_foreign_and_corrupt_artifacts_are_refused(tmp_path):
     ]:
         with pytest.raises(YoloError, match=message):
             Detector.from_file(tmp_path / name)
+        with pytest.raises(YoloError, match=message):
+            read_meta(tmp_path / name)
 
 
 def test_artifact_whose_network_contradicts_its_metadata_is_refused(exported, tmp_path):

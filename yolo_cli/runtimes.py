@@ -62,7 +62,9 @@ def read_meta(path: str | Path) -> ModelMeta:
     from yolo_cli import modelfile
 
     path = Path(path)
-    fmt = artifact_format(path) if path.exists() else "keras"
+    if not path.exists():
+        raise YoloError(f"{path}: model file not found")
+    fmt = artifact_format(path)
     if fmt == "keras":
         return modelfile.read_meta(path)
     if fmt == "saved_model":
