@@ -29,6 +29,7 @@ class Defaults:
     mosaic_p: float = 1.0  # share of training images made a mosaic of 4 (YOLOv5/v8: all)
     aug_scale: tuple[float, float] = (0.5, 1.5)  # each image's random scale (YOLOv5: 1 ± 0.5)
     mosaic_centre: tuple[float, float] = (0.25, 0.75)  # where the 4 tiles meet, share of a side
+    image_cache_mb: int = 1024  # decoded training images an input pipeline keeps in memory
     lambda_coord: float = 5.0
     lambda_obj: float = 1.0
     lambda_noobj: float = 0.5

@@ -1,38 +1,45 @@
-"""The ``tf.data`` input pipeline: a :class:`Dataset` → batches of model inputs and targets.
+"""The ``tf.data`` input pipeline: a :class:`Dataset` → batches of model inputs and one target
+per head.
 
 One call builds one epoch, or several consecutive epochs as one stream (training builds one
 pipeline for the whole run: a fresh pipeline per epoch left threads behind that slowed later
 training steps by half). Per sample, in parallel: read and decode the image, letterbox it
-(:func:`~yolo_cli.data.augment.prepare`) or augment it (:func:`~yolo_cli.data.augment.augment`),
-encode the target grid (:func:`~yolo_cli.targets.encode_targets`); then batch and prefetch.
+(:func:`~yolo_cli.data.augment.prepare`) or augment it — a mosaic with three other samples
+(:func:`~yolo_cli.data.augment.mosaic`) or alone (:func:`~yolo_cli.data.augment.augment`) —,
+assign the boxes to the heads' slots (:func:`~yolo_cli.targets.assign_targets`); then batch and
+prefetch.
 
-Determinism: the shuffle order comes from ``(seed, epoch)`` and each sample's augmentation from
-its own generator seeded by ``(seed, epoch, sample index)``, so batches do not depend on thread
-scheduling and a resumed run that rebuilds epoch ``e`` sees exactly the same data.
+Determinism: the shuffle order comes from ``(seed, epoch)`` and each sample's augmentation —
+the mosaic's other three samples included — from its own generator seeded by
+``(seed, epoch, sample index)``, so batches do not depend on thread scheduling and a resumed
+run that rebuilds epoch ``e`` sees exactly the same data.
 
 The per-sample work runs in ``tf.numpy_function`` over OpenCV (which releases the GIL): target
-encoding is numpy anyway, the letterbox is the very one detection uses, and on the 2-core CPU
-read + decode + letterbox in OpenCV ran about as fast as pure TensorFlow at the same resize
+assignment is numpy anyway, the letterbox is the very one detection uses, and on the 2-core
+CPU read + decode + letterbox in OpenCV ran about as fast as pure TensorFlow at the same resize
 quality (``bench_pipeline.py``, benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from yolo_cli.boxes import Letterbox
 from yolo_cli.config import DEFAULTS
-from yolo_cli.data.augment import Augmentation, augment, pca_colour_basis, prepare
+from yolo_cli.data.augment import Augmentation, augment, mosaic, pca_colour_basis, prepare
 from yolo_cli.data.dataset import Dataset, Sample
 from yolo_cli.data.image import read_image
 from yolo_cli.errors import YoloError
-from yolo_cli.targets import encode_targets, pad_boxes
+from yolo_cli.targets import assign_targets, pad_boxes
 
 log = logging.getLogger(__name__)
 
 _warned: set[str] = set()  # unreadable files already reported by this process
+_DRAWS_PER_COMPANION = 3  # a mosaic draws again for an unreadable companion, this many times
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -45,6 +52,40 @@ def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool) -> np.nd
     if not shuffle:
         return np.arange(num_samples, dtype=np.int64)
     return np.random.default_rng([seed, epoch]).permutation(num_samples).astype(np.int64)
+
+
+class ImageCache:
+    """Decoded images kept in memory up to ``max_bytes``, first come first kept (nothing is
+    evicted), made read-only. A mosaic reads four images per training image, and decoding is
+    most of its cost: kept, each image is decoded once per stream rather than at every use.
+    Images are what :func:`read_image` returns, so batches are the same with or without it."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._images: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def read(self, path) -> np.ndarray:
+        """:func:`read_image` of ``path``, from memory when kept; raises as it does."""
+        key = str(path)
+        image = self._images.get(key)
+        if image is not None:
+            return image
+        image = read_image(path)
+        with self._lock:
+            if key not in self._images and self.bytes + image.nbytes <= self.max_bytes:
+                image.flags.writeable = False
+                self._images[key] = image
+                self.bytes += image.nbytes
+        return image
+
+
+def _skipped(path, error: YoloError) -> None:
+    """Warn once per file (per process) that its sample is skipped."""
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        log.warning("%s (sample skipped)", error)
 
 
 def dataset_colour_basis(
@@ -64,65 +105,98 @@ def dataset_colour_basis(
     return pca_colour_basis(images) if images else None
 
 
-def load_example(
-    sample: Sample,
-    rng: np.random.Generator | None,
-    anchors: np.ndarray,
-    img_size: int,
-    num_classes: int,
-    max_boxes: int,
-    params: Augmentation | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One sample → ``image (img_size, img_size, 3)`` uint8, ``grid (S, S, A, 5 + C)`` float32
-    and ``boxes (max_boxes, 4)`` float32 xyxy input pixels.
+def companions(
+    samples: Sequence[Sample],
+    rng: np.random.Generator,
+    count: int = 3,
+    read: Callable[[object], np.ndarray] = read_image,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``count`` samples drawn uniformly (with replacement) by ``rng``, read by ``read``:
+    ``(image, boxes, classes)`` each. An unreadable one is warned about and another drawn, up
+    to ``3 · count`` draws in all, so fewer may come back."""
+    parts = []
+    for _ in range(_DRAWS_PER_COMPANION * count):
+        if len(parts) == count:
+            break
+        sample = samples[int(rng.integers(len(samples)))]
+        try:
+            parts.append((read(sample.image), sample.boxes, sample.classes))
+        except YoloError as e:
+            _skipped(sample.image, e)
+    return parts
 
-    ``rng`` None takes the plain letterbox path; otherwise :func:`augment` with ``params``.
-    Raises :class:`YoloError` when the image cannot be read.
+
+def training_example(
+    samples: Sequence[Sample],
+    index: int,
+    rng: np.random.Generator,
+    img_size: int,
+    params: Augmentation,
+    allow_mosaic: bool = True,
+    read: Callable[[object], np.ndarray] = read_image,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample ``index`` augmented → ``image (img_size, img_size, 3)`` uint8, ``boxes (M, 4)``
+    float32 xyxy input pixels, ``classes (M,)`` int32.
+
+    With ``allow_mosaic``, ``rng`` first draws whether it is a mosaic (``params.mosaic_p``)
+    and if so its three :func:`companions`; without three readable ones the image goes alone.
+    Images are read by ``read``. Raises :class:`YoloError` when sample ``index``'s image cannot
+    be read.
     """
-    image = read_image(sample.image)
-    if rng is None:
-        image, boxes, classes = prepare(image, sample.boxes, sample.classes, img_size)
-    else:
-        image, boxes, classes = augment(image, sample.boxes, sample.classes, rng, img_size, params)
-    grid, _ = encode_targets(
-        boxes, classes, anchors, img_size, img_size // DEFAULTS.stride, num_classes
-    )
-    return image, grid, pad_boxes(boxes, max_boxes)
+    sample = samples[index]
+    image = read(sample.image)
+    if allow_mosaic and params.mosaic_p > 0 and rng.random() < params.mosaic_p:
+        others = companions(samples, rng, read=read)
+        if len(others) == 3:
+            return mosaic([(image, sample.boxes, sample.classes), *others], rng, img_size, params)
+    return augment(image, sample.boxes, sample.classes, rng, img_size, params)
 
 
 def make_dataset(
     dataset: Dataset,
-    anchors: np.ndarray,
+    heads: Sequence,
     img_size: int,
     num_classes: int,
     batch_size: int,
     augment: bool,
     seed: int,
     epoch: int = 0,
+    *,
+    rule: str = "best",
+    anchor_t: float = DEFAULTS.anchor_t,
     shuffle: bool | None = None,
     max_boxes: int = DEFAULTS.max_boxes,
     drop_remainder: bool = False,
     params: Augmentation | None = None,
     epochs: int = 1,
     batches_per_epoch: int | None = None,
+    mosaic_until_epoch: int | None = None,
+    cache_bytes: int | None = None,
 ):
     """Epochs ``epoch … epoch + epochs − 1`` of ``dataset`` as one ``tf.data.Dataset`` of
     ``(images, targets)`` batches.
 
-    images: ``(B, img_size, img_size, 3)`` float32 RGB in 0..255; targets: ``{"grid":
-    (B, S, S, A, 5 + C) float32, "boxes": (B, max_boxes, 4) float32 xyxy input pixels}`` with
-    ``S = img_size // 32`` and ``A = len(anchors)`` (anchors ``(A, 2)`` w, h input pixels).
+    images: ``(B, img_size, img_size, 3)`` float32 RGB in 0..255; targets: ``{"grids": tuple
+    of (B, S_h, S_h, B_h, 5 + C) float32, one per head in ``heads`` order, "boxes": (B,
+    max_boxes, 4) float32 xyxy input pixels}`` — heads: :class:`yolo_cli.modelfile.Head` list,
+    ``S_h = img_size // stride``, ``B_h`` its anchors; slots assigned by ``rule`` (``best`` or
+    ``ratio`` with ``anchor_t``, :func:`yolo_cli.targets.assign_targets`).
     ``shuffle`` defaults to ``augment``. With ``augment``, ``params`` defaults to
     :class:`Augmentation` with a PCA colour basis from :func:`dataset_colour_basis` (pass
-    ``params`` to compute that basis once per run rather than per epoch).
+    ``params`` to compute that basis once per run rather than per stream); epochs from
+    ``mosaic_until_epoch`` on (when given) make no mosaics: YOLOv8's ``close_mosaic``, a run of
+    ``E`` epochs passing ``E − N`` to train its last ``N`` on whole images.
     With ``drop_remainder`` every epoch ends on a whole batch, so no batch spans two epochs;
     ``batches_per_epoch`` cuts each epoch shorter still.
+    Decoded images are kept in memory up to ``cache_bytes`` for the stream's life
+    (:class:`ImageCache`); the default is ``DEFAULTS.image_cache_mb`` MiB, or none for a single
+    plain pass, which reads each image once.
     Samples whose image cannot be read are skipped with one warning per file.
     """
     import tensorflow as tf
 
-    anchors = np.asarray(anchors, np.float32).reshape(-1, 2)
-    grid_size = img_size // DEFAULTS.stride
+    heads = list(heads)
+    shapes = [(h.grid(img_size), h.grid(img_size), len(h.anchors), 5 + num_classes) for h in heads]
     if augment and params is None:
         params = Augmentation(pca=dataset_colour_basis(dataset))
     shuffle = augment if shuffle is None else shuffle
@@ -138,45 +212,53 @@ def make_dataset(
         ]
     ).astype(np.int64)
     samples = dataset.samples
+    if cache_bytes is None:
+        cache_bytes = DEFAULTS.image_cache_mb << 20 if augment or epochs > 1 else 0
+    read = ImageCache(cache_bytes).read
 
     def load(visit: np.ndarray):
         epoch, index = int(visit[0]), int(visit[1])
         sample = samples[index]
-        rng = sample_rng(seed, epoch, index) if augment else None
         try:
-            image, grid, boxes = load_example(
-                sample, rng, anchors, img_size, num_classes, max_boxes, params
-            )
+            if augment:
+                rng = sample_rng(seed, epoch, index)
+                allow = mosaic_until_epoch is None or epoch < mosaic_until_epoch
+                image, boxes, classes = training_example(
+                    samples, index, rng, img_size, params, allow, read
+                )
+            else:
+                image, boxes, classes = prepare(
+                    read(sample.image), sample.boxes, sample.classes, img_size
+                )
         except YoloError as e:
-            if str(sample.image) not in _warned:
-                _warned.add(str(sample.image))
-                log.warning("%s (sample skipped)", e)
-            return (
-                np.zeros((img_size, img_size, 3), np.uint8),
-                np.zeros((grid_size, grid_size, len(anchors), 5 + num_classes), np.float32),
-                np.zeros((max_boxes, 4), np.float32),
-                False,
-            )
-        return image, grid, boxes, True
+            _skipped(sample.image, e)
+            image = np.zeros((img_size, img_size, 3), np.uint8)
+            grids = [np.zeros(s, np.float32) for s in shapes]
+            return image, *grids, np.zeros((max_boxes, 4), np.float32), False
+        grids, _ = assign_targets(boxes, classes, heads, img_size, num_classes, rule, anchor_t)
+        return image, *grids, pad_boxes(boxes, max_boxes), True
 
     def load_tf(visit):
-        image, grid, boxes, ok = tf.numpy_function(
-            load, [visit], [tf.uint8, tf.float32, tf.float32, tf.bool], stateful=False
+        out = tf.numpy_function(
+            load,
+            [visit],
+            [tf.uint8, *[tf.float32] * len(heads), tf.float32, tf.bool],
+            stateful=False,
         )
-        image.set_shape((img_size, img_size, 3))
-        grid.set_shape((grid_size, grid_size, len(anchors), 5 + num_classes))
-        boxes.set_shape((max_boxes, 4))
-        ok.set_shape(())
-        return image, grid, boxes, ok
+        for tensor, shape in zip(
+            out, [(img_size, img_size, 3), *shapes, (max_boxes, 4), ()], strict=True
+        ):
+            tensor.set_shape(shape)
+        return tuple(out)
 
-    def to_model(image, grid, boxes):
-        return tf.cast(image, tf.float32), {"grid": grid, "boxes": boxes}
+    def to_model(image, *targets):
+        return tf.cast(image, tf.float32), {"grids": tuple(targets[:-1]), "boxes": targets[-1]}
 
     return (
         tf.data.Dataset.from_tensor_slices(visits)
         .map(load_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .filter(lambda image, grid, boxes, ok: ok)
-        .map(lambda image, grid, boxes, ok: (image, grid, boxes))
+        .filter(lambda *example: example[-1])
+        .map(lambda *example: example[:-1])
         .batch(batch_size, drop_remainder=drop_remainder)
         .map(to_model, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
@@ -184,16 +266,19 @@ def make_dataset(
 
 
 def collision_count(
-    dataset: Dataset, anchors: np.ndarray, img_size: int, num_classes: int
+    dataset: Dataset,
+    heads: Sequence,
+    img_size: int,
+    num_classes: int,
+    rule: str = "best",
+    anchor_t: float = DEFAULTS.anchor_t,
 ) -> tuple[int, int]:
-    """How many boxes target encoding drops (their cell's anchors all taken), on the plain
-    letterbox path; no image is read. Returns ``(dropped, total boxes)``."""
-    anchors = np.asarray(anchors, np.float32).reshape(-1, 2)
-    grid_size = img_size // DEFAULTS.stride
+    """How many boxes target assignment drops (every slot they could take is taken), on the
+    plain letterbox path; no image is read. Returns ``(dropped, total boxes)``."""
     dropped = 0
     for s in dataset.samples:
         if len(s.boxes) == 0:
             continue
         boxes = Letterbox.fit(s.width, s.height, img_size).apply(s.boxes)
-        dropped += encode_targets(boxes, s.classes, anchors, img_size, grid_size, num_classes)[1]
+        dropped += assign_targets(boxes, s.classes, heads, img_size, num_classes, rule, anchor_t)[1]
     return dropped, dataset.num_objects()
