@@ -128,19 +128,22 @@ def resolve_sources(
     problems: list[str] = []
     for spec in specs:
         found += _expand(spec, Path.cwd(), problems, timeout, lists=())
-    unique: dict[str, _Found] = {}
+    first: dict[str, _Found] = {}
     for f in found:
-        unique.setdefault(f.key, f)  # the first time an input is named sets its place
-    unique = list(unique.values())
+        first.setdefault(f.key, f)  # the first time an input is named sets its place
+    unique = list(first.values())
     names = output_names([(f.base, f.kind != IMAGE) for f in unique])
     sources = [Source(f.location, f.kind, n, f.suffix) for f, n in zip(unique, names, strict=True)]
     return sources, problems
 
 
 def _expand(
-    spec: str, base: Path, problems: list[str], timeout: float, lists: tuple[Path, ...]
+    spec: str, folder: Path, problems: list[str], timeout: float, lists: tuple[Path, ...]
 ) -> list[_Found]:
-    """One source spec → inputs; relative paths are tried as given, then against ``base``."""
+    """One source spec → inputs; a relative path is tried as given, then in ``folder``.
+
+    lists: the list files being read (a list that names itself is a problem, not a loop).
+    """
     if is_url(spec):
         try:
             return [_url(spec, timeout)]
@@ -148,8 +151,8 @@ def _expand(
             problems.append(str(e))
             return []
     path = Path(spec)
-    if not path.exists() and not path.is_absolute() and (base / path).exists():
-        path = base / path
+    if not path.exists() and not path.is_absolute() and (folder / path).exists():
+        path = folder / path
     if path.is_dir():
         return [_file(p, p.relative_to(path).with_suffix("").as_posix()) for p in _media_in(path)]
     if path.is_file() and path.suffix.lower() == LIST_SUFFIX:
@@ -201,9 +204,9 @@ def _list(path: Path, problems: list[str], timeout: float, lists: tuple[Path, ..
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
-        found: list[str] = []
-        out += _expand(entry, path.parent, found, timeout, (*lists, path.resolve()))
-        problems += [f"{path}:{n}: {p}" for p in found]
+        entry_problems: list[str] = []
+        out += _expand(entry, path.parent, entry_problems, timeout, (*lists, path.resolve()))
+        problems += [f"{path}:{n}: {p}" for p in entry_problems]
     return out
 
 
@@ -226,15 +229,17 @@ def _safe(text: str) -> str:
 
 def _content_type(url: str, timeout: float) -> str:
     """The content type an ``http(s)`` URL answers with (lower case); the connection is closed
-    after the headers. Raises YoloError when the server cannot be reached or answers an error."""
+    after the headers (a stream is opened again by OpenCV)."""
     with _http_get(url, timeout) as response:
         return (response.headers.get_content_type() or "").lower()
 
 
 def _http_get(url: str, timeout: float):
+    """The open response to a GET of ``url`` (a context manager); YoloError when the server
+    cannot be reached, does not answer within ``timeout`` seconds, or answers an error."""
     request = urllib.request.Request(url, headers={"User-Agent": "yolo-cli"})
     try:
-        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (the user's URL)
+        return urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as e:
         e.close()
         raise YoloError(f"{url}: HTTP {e.code} {e.reason}") from None
