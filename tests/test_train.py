@@ -1,19 +1,24 @@
-"""Training learns, checkpoints, resumes exactly, and scales through tf.distribute."""
+"""Training learns, checkpoints, resumes exactly, reports through hooks, and scales through
+tf.distribute."""
 
 import json
+import math
 import os
+import re
 import socket
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+from train_helpers import ROOT, assert_bit_equal, leftovers, tiny_config, write_tiny_scenes
+from train_helpers import SIZE as TINY
 
 from yolo_cli.errors import YoloError
 
-ROOT = Path(__file__).resolve().parent.parent
 SIZE = 128
 
 
@@ -22,6 +27,11 @@ def tiny_synth(tmp_path_factory):
     from yolo_cli.data.synth import write_synthetic
 
     return write_synthetic(tmp_path_factory.mktemp("synth") / "scenes", n=60, seed=5, size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def scenes64(tmp_path_factory):
+    return write_tiny_scenes(tmp_path_factory.mktemp("synth64") / "scenes")
 
 
 def small_config(data, out, **kw):
@@ -44,13 +54,32 @@ def small_config(data, out, **kw):
     return TrainConfig(**options)
 
 
+class Recorder:
+    """Hooks that keep every call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def hooks(self, **override):
+        from yolo_cli.train import TrainHooks
+
+        names = ("on_epoch_start", "on_step", "on_epoch_end", "on_problem", "on_notice")
+        made = {n: (lambda *a, n=n: self.calls.append((n, *a))) for n in names}
+        for name, fn in override.items():
+            made[name] = lambda *a, fn=fn, name=name: (self.calls.append((name, *a)), fn(*a))
+        return TrainHooks(**made)
+
+    def of(self, name):
+        return [c[1:] for c in self.calls if c[0] == name]
+
+
 def test_overfits_one_small_batch(tiny_synth):
     import keras
     import tensorflow as tf
 
     from yolo_cli.anchors import kmeans_anchors
-    from yolo_cli.data.load import load_dataset
     from yolo_cli.data.image import read_image
+    from yolo_cli.data.load import load_dataset
     from yolo_cli.data.pipeline import make_dataset
     from yolo_cli.inference import Detector, Thresholds
     from yolo_cli.loss import YoloLoss
@@ -63,17 +92,17 @@ def test_overfits_one_small_batch(tiny_synth):
     train = load_dataset(tiny_synth, split="train")
     train.samples = [s for s in train.samples if len(s.classes)][:4]
     anchors, _ = kmeans_anchors(scaled_box_shapes(train, SIZE), 3)
-    model = build_model(3, anchors, SIZE, width=0.5)
-    loss_fn = YoloLoss(anchors, SIZE)
-    images, targets = next(iter(make_dataset(train, anchors, SIZE, 3, 4, augment=False, seed=0)))
+    heads = [Head(32, anchors.tolist())]
+    model = build_model(3, heads, SIZE, width=0.5)
+    loss_fn = YoloLoss(heads, SIZE)
+    images, targets = next(iter(make_dataset(train, heads, SIZE, 3, 4, augment=False, seed=0)))
     opt = keras.optimizers.Adam(3e-3)
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(
-                loss_fn(targets["grid"], targets["boxes"], model(images, training=True))[0]
-            )
+            raw = model(images, training=True)
+            loss = tf.reduce_mean(loss_fn(list(targets["grids"]), targets["boxes"], [raw])[0])
         opt.apply_gradients(
             zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
         )
@@ -83,7 +112,7 @@ def test_overfits_one_small_batch(tiny_synth):
     for _ in range(400):
         last = float(step())
     assert last < 0.02 * first, (first, last)
-    meta = ModelMeta("yolo", train.names, SIZE, [Head(32, anchors.tolist())])
+    meta = ModelMeta("yolo", train.names, SIZE, heads)
     detector = Detector(model, meta, Thresholds(conf=0.001))
     dets = detector.detect([read_image(s.image) for s in train.samples])
     result = evaluate([(s.boxes, s.classes) for s in train.samples], dets, 3)
@@ -95,7 +124,7 @@ def test_short_training_on_synthetic_scenes_reaches_half_map(tmp_path):
     """From scratch on 480 synthetic scenes at 256 px: val mAP@0.5 ≥ 0.5 within 40 epochs
     (about 13 minutes on 2 cores; measured: 0.586 after 40 epochs, 0.489 after a 30-epoch run)."""
     from yolo_cli.data.synth import write_synthetic
-    from yolo_cli.train import TrainConfig, train
+    from yolo_cli.train import Outcome, TrainConfig, train
 
     data = write_synthetic(tmp_path / "scenes", n=600, seed=0, size=256)
     cfg = TrainConfig(
@@ -108,76 +137,137 @@ def test_short_training_on_synthetic_scenes_reaches_half_map(tmp_path):
         device="cpu",
         strategy="none",
     )
-    result = train(cfg, show_progress=False)
-    assert result.epochs_done == 40 and result.stopped is None
+    result = train(cfg)
+    assert result.epochs_done == 40 and result.outcome is Outcome.FINISHED
     assert result.best_map50 >= 0.5, result.best_map50
 
 
 @pytest.mark.slow
 def test_run_folder_and_exact_resume(tiny_synth, tmp_path):
-    from yolo_cli.modelfile import load_model
-    from yolo_cli.train import train
+    from yolo_cli.train import Outcome, resume, train
+    from yolo_cli.train.checkpoint import read_checkpoint
 
-    full = train(small_config(tiny_synth, tmp_path / "full"), show_progress=False)
-    assert full.epochs_done == 2 and full.stopped is None
-    for name in ("best.keras", "last.keras", "history.csv", "history.png", "state.json"):
+    full = train(small_config(tiny_synth, tmp_path / "full"))
+    assert full.epochs_done == 2 and full.outcome is Outcome.FINISHED
+    for name in ("best.keras", "last.keras", "history.csv", "history.png"):
         assert (tmp_path / "full" / name).is_file(), name
     assert len((tmp_path / "full" / "history.csv").read_text().splitlines()) == 3
-    assert not list((tmp_path / "full").glob(".*tmp*"))
+    assert not leftovers(tmp_path / "full")
 
-    def interrupt(epoch, step, loss):
-        if epoch == 1 and step == 2:
+    epoch = []
+
+    def interrupt(step, steps, loss):
+        if epoch[-1] == 2 and step == 2:
             raise KeyboardInterrupt
 
-    cut = train(small_config(tiny_synth, tmp_path / "cut"), show_progress=False, on_step=interrupt)
-    assert cut.stopped and "interrupted at epoch 2, step 2" in cut.stopped
-    state = json.loads((tmp_path / "cut" / "state.json").read_text())
-    assert (state["epochs_done"], state["step"]) == (1, 2)
-    resumed = train(None, resume=tmp_path / "cut", show_progress=False)
-    assert resumed.epochs_done == 2 and resumed.stopped is None
+    recorder = Recorder()
+    hooks = recorder.hooks(on_epoch_start=lambda *a: epoch.append(a[0]), on_step=interrupt)
+    cut = train(small_config(tiny_synth, tmp_path / "cut"), hooks)
+    assert cut.outcome is Outcome.INTERRUPTED and (cut.epochs_done, cut.step) == (1, 2)
+    assert "stopped after epoch 2, step 2" in cut.detail
+    _, _, state = read_checkpoint(tmp_path / "cut")
+    assert (state.epochs_done, state.step, state.epochs) == (1, 2, 2)
+    resumed = resume(tmp_path / "cut")
+    assert resumed.epochs_done == 2 and resumed.outcome is Outcome.FINISHED
+    assert_bit_equal(tmp_path / "full" / "last.keras", tmp_path / "cut" / "last.keras")
+    history = (tmp_path / "full" / "history.csv").read_text()
+    assert (tmp_path / "cut" / "history.csv").read_text() == history
 
-    a, _ = load_model(tmp_path / "full" / "last.keras")
-    b, _ = load_model(tmp_path / "cut" / "last.keras")
-    for wa, wb in zip(a.get_weights(), b.get_weights()):
-        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+
+def test_hooks_report_the_run_and_the_result_is_typed(scenes64, tmp_path):
+    from yolo_cli.data.load import load_dataset
+    from yolo_cli.data.pipeline import collision_count
+    from yolo_cli.modelfile import read_meta
+    from yolo_cli.train import Outcome, train
+
+    recorder = Recorder()
+    cfg = tiny_config(scenes64, tmp_path / "run", num_anchors=1)
+    before = asdict(cfg)
+    result = train(cfg, recorder.hooks())
+    assert asdict(cfg) == before
+    assert result.outcome is Outcome.FINISHED and result.detail == ""
+    assert (result.epochs_done, result.epochs, result.step) == (2, 2, 0)
+    assert recorder.of("on_epoch_start") == [(1, 2, 2, 0), (2, 2, 2, 0)]
+    assert [s[:2] for s in recorder.of("on_step")] == [(1, 2), (2, 2)] * 2
+    rows = [r for r, _ in recorder.of("on_epoch_end")]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert result.best_map50 == max(r["val_map50"] for r in rows)
+    assert rows[result.best_epoch - 1]["val_map50"] == result.best_map50
+    # the collisions the targets drop are counted and said
+    meta = read_meta(tmp_path / "run" / "last.keras")
+    train_set = load_dataset(scenes64, "train")
+    assert result.dropped_boxes == collision_count(train_set, meta.heads, meta.img_size, 3)
+    notices = [n[0] for n in recorder.of("on_notice")]
+    assert any(n.startswith("anchors (k-means on") for n in notices)
+    if result.dropped_boxes[0]:
+        assert any(n.startswith(f"targets drop {result.dropped_boxes[0]} of") for n in notices)
 
 
-def test_refuses_to_overwrite_and_bad_resume(tiny_synth, tmp_path):
-    from yolo_cli.train import train
+def test_refuses_to_overwrite_and_bad_resume(scenes64, tmp_path):
+    from yolo_cli.train import resume, train
 
-    train(small_config(tiny_synth, tmp_path / "run", epochs=1, max_steps=1), show_progress=False)
+    train(tiny_config(scenes64, tmp_path / "run", epochs=1, max_steps=1))
     with pytest.raises(YoloError, match="already holds a run"):
-        train(small_config(tiny_synth, tmp_path / "run"), show_progress=False)
+        train(tiny_config(scenes64, tmp_path / "run"))
+    with pytest.raises(YoloError, match="no such run folder"):
+        resume(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(YoloError, match="not a resumable run"):
-        train(None, resume=tmp_path / "nowhere", show_progress=False)
+        resume(tmp_path / "empty")
 
 
-def test_nan_loss_stops_cleanly_keeping_last_good_checkpoint(tiny_synth, tmp_path):
-    from yolo_cli.train import train
-
-    run = tmp_path / "nan"
-    train(small_config(tiny_synth, run, epochs=1, max_steps=1), show_progress=False)
-    before = (run / "last.keras").read_bytes()
-    state = json.loads((run / "state.json").read_text())
-    state["config"]["epochs"] = 2
-    state["config"]["lr"] = float("inf")  # the first step's update is inf → NaN loss next
-    state["config"]["max_steps"] = 2
-    (run / "state.json").write_text(json.dumps(state))
-    result = train(None, resume=run, show_progress=False)
-    assert result.stopped and "nan" in result.stopped.lower()
-    assert (run / "last.keras").read_bytes() == before
-
-
-def test_transfer_and_freeze(tiny_synth, tmp_path):
+def _poisoned(run_dir: Path, layer_weight: str) -> bytes:
+    """Set every value of one weight in the run's checkpoint to NaN (run state kept); returns
+    the checkpoint's new bytes."""
     from yolo_cli.modelfile import load_model
-    from yolo_cli.train import Trainer
+    from yolo_cli.train.checkpoint import read_checkpoint, write_checkpoint
+
+    path, meta, state = read_checkpoint(run_dir)
+    model, _ = load_model(path, compile=True)
+    for v in model.weights:
+        if v.path == layer_weight:
+            v.assign(np.full(v.shape, np.nan, np.float32))
+            break
+    else:
+        raise AssertionError(f"no weight {layer_weight}")
+    write_checkpoint(path, model, meta, state)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "weight, says",
+    [
+        ("head/kernel", "loss is nan at epoch 2, step 1"),
+        # BatchNorm's moving variance is not used in training mode: the loss stays finite
+        # and the weight check before saving catches it
+        ("block3_bn/moving_variance", "weight block3_bn/moving_variance is not finite"),
+    ],
+)
+def test_non_finite_loss_or_weights_never_reach_a_checkpoint(scenes64, tmp_path, weight, says):
+    from yolo_cli.train import Outcome, resume, train
+
+    run = tmp_path / "run"
+    train(tiny_config(scenes64, run, epochs=1, max_steps=1))
+    before = _poisoned(run, weight)
+    best = (run / "best.keras").read_bytes()
+    result = resume(run, epochs=3)
+    assert result.outcome is Outcome.STOPPED_NAN
+    assert says in result.detail and "kept the last good checkpoint" in result.detail
+    assert (run / "last.keras").read_bytes() == before
+    assert (run / "best.keras").read_bytes() == best
+    assert result.epochs_done == 1
+
+
+def test_transfer_and_freeze(scenes64, tmp_path):
+    from yolo_cli.modelfile import load_model
+    from yolo_cli.train import TrainHooks, build_trainer, train
 
     src = tmp_path / "src"
-    from yolo_cli.train import train
-
-    train(small_config(tiny_synth, src, epochs=1, max_steps=1), show_progress=False)
-    cfg = small_config(tiny_synth, tmp_path / "dst", weights=str(src / "last.keras"), freeze=2)
-    trainer = Trainer(cfg, tmp_path / "dst")
+    train(tiny_config(scenes64, src, epochs=1, max_steps=1))
+    cfg = tiny_config(scenes64, tmp_path / "dst", weights=str(src / "last.keras"), freeze=2)
+    notices = []
+    trainer = build_trainer(cfg, TrainHooks(on_notice=notices.append))
+    assert any(n.startswith("initialised") for n in notices)
     source, _ = load_model(src / "last.keras")
     frozen = [x for x in trainer.model.layers if not x.trainable and x.weights]
     assert {x.name.split("_")[0] for x in frozen} == {"block1", "block2"}
@@ -204,14 +294,14 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(tiny_synth, tmp_path)
         import json, numpy as np
         from yolo_cli.device import split_cpu
         split_cpu(2)
-        from yolo_cli.train import TrainConfig, train
+        from yolo_cli.train import TrainConfig, TrainHooks, train
         curves = {{}}
         for strategy in ("none", "mirrored"):
             losses = []
             cfg = TrainConfig(data={str(tiny_synth)!r}, out={str(tmp_path)!r} + "/" + strategy,
                 epochs=1, img_size={SIZE}, batch=8, width=0.25, num_anchors=3, max_steps=5,
                 device="cpu", strategy=strategy, augment=False)
-            train(cfg, show_progress=False, on_step=lambda e, s, l: losses.append(l))
+            train(cfg, TrainHooks(on_step=lambda s, n, l: losses.append(l)))
             curves[strategy] = losses
         print(json.dumps(curves))
     """
@@ -234,15 +324,17 @@ def test_multiworker_two_local_workers_agree(tiny_synth, tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     code = f"""
         import json, os
-        from pathlib import Path
         import numpy as np
-        from yolo_cli.train import TrainConfig, Trainer, TrainProgress
+        from yolo_cli.train import TrainConfig, TrainHooks, build_trainer, learning_rate
         cfg = TrainConfig(data={str(tiny_synth)!r}, epochs=1, img_size={SIZE}, batch=8,
             width=0.25, num_anchors=3, max_steps=3, device="cpu", strategy="multiworker",
             augment=False)
         task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
-        trainer = Trainer(cfg, Path({str(tmp_path)!r}) / f"w{{task}}")
-        trainer.train_epoch(0, TrainProgress(show=False))
+        trainer = build_trainer(cfg, TrainHooks())
+        steps = trainer.steps_per_epoch()
+        batches = trainer.batches(0, 0, 1)
+        for step in range(steps):
+            trainer.step(*next(batches), learning_rate(step, steps, 1, cfg))
         np.savez({str(tmp_path)!r} + f"/weights{{task}}.npz", *trainer.model.get_weights())
     """
     procs = []
@@ -280,29 +372,120 @@ def test_epochs_in_budget():
     assert epochs_in_budget(1, elapsed=75, epochs_done=1, pace=75) == 1
 
 
-def test_wall_clock_budget_sets_the_epoch_count(tiny_synth, tmp_path):
+def test_budget_paces_by_the_epochs_after_the_first():
+    from yolo_cli.train.loop import Budget
+
+    budget = Budget(minutes=10, started=0.0, epochs_at_start=0)
+    assert budget.plan(1, now=60.0) == 10  # 540 s left at 60 s
+    assert budget.plan(2, now=90.0) == 2 + 510 // 30
+    resumed = Budget(minutes=1, started=100.0, epochs_at_start=5)
+    assert resumed.plan(6, now=120.0) == 6 + 40 // 20
+
+
+def test_wall_clock_budget_sets_the_epoch_count(scenes64, tmp_path):
+    from yolo_cli.train import train
+    from yolo_cli.train.checkpoint import read_checkpoint
+
+    cfg = tiny_config(scenes64, tmp_path / "timed", epochs=50, max_steps=1, minutes=1e-4)
+    result = train(cfg)
+    assert (result.epochs_done, result.epochs) == (1, 1)
+    assert cfg.epochs == 50  # the caller's config is left as it was
+    _, meta, state = read_checkpoint(tmp_path / "timed")
+    assert state.epochs == 1 and meta.extra["config"]["epochs"] == 50
+
+
+def test_resume_extends_a_finished_run_and_replans_the_schedule(scenes64, tmp_path):
+    from yolo_cli.train import Outcome, learning_rate, resume, train
+
+    run = tmp_path / "run"
+    cfg = tiny_config(scenes64, run, epochs=2, warmup_epochs=0.0)
+    first = train(cfg)
+    again = resume(run)
+    assert again.outcome is Outcome.FINISHED and again.epochs_done == 2  # nothing left to do
+    longer = resume(run, epochs=4)
+    assert (longer.outcome, longer.epochs_done, longer.epochs) == (Outcome.FINISHED, 4, 4)
+    rows = [
+        dict(zip(["epoch", "lr"], map(float, line.split(",")[:2])))
+        for line in (run / "history.csv").read_text().splitlines()[1:]
+    ]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    # epoch 3 runs at the 4-epoch schedule's rate: higher than where the 2-epoch one ended
+    assert rows[1]["lr"] == pytest.approx(learning_rate(3, 2, 2, cfg), rel=1e-5)
+    assert rows[2]["lr"] == pytest.approx(learning_rate(5, 2, 4, cfg), rel=1e-5)
+    assert rows[2]["lr"] > rows[1]["lr"]
+    with pytest.raises(YoloError, match="has done 4 epochs already"):
+        resume(run, epochs=3)
+    timed = resume(run, minutes=1e-4)  # at least one more epoch, then the budget is spent
+    assert (timed.epochs_done, timed.epochs) == (5, 5)
+    assert first.best_map50 is not None
+
+
+def test_patience_stops_a_run_that_does_not_improve(scenes64, tmp_path):
+    from yolo_cli.modelfile import read_meta
+    from yolo_cli.train import Outcome, train
+
+    # a learning rate this small leaves val mAP@0.5 almost still: it stops improving soon
+    cfg = tiny_config(scenes64, tmp_path / "run", epochs=12, lr=1e-9, patience=1, max_steps=1)
+    result = train(cfg)
+    assert result.outcome is Outcome.EARLY_STOPPED, result
+    assert result.epochs_done - result.best_epoch == 1 and result.epochs_done < 12
+    assert "no val mAP@0.5 gain for 1 epochs" in result.detail
+    assert read_meta(tmp_path / "run" / "best.keras").extra["config"]["patience"] == 1
+
+
+def test_validation_skips_and_counts_an_unreadable_image(tmp_path):
+    from yolo_cli.data.load import load_dataset
+    from yolo_cli.train import Outcome, train
+
+    data = write_tiny_scenes(tmp_path / "scenes")
+    bad = load_dataset(data, "val").samples[0].image
+    data_bytes = bad.read_bytes()
+    bad.write_bytes(data_bytes[: len(data_bytes) // 2])  # header intact, pixels cut off
+    problems = []
+    recorder = Recorder()
+    hooks = recorder.hooks(on_problem=problems.append)
+    result = train(tiny_config(data, tmp_path / "run", epochs=1), hooks)
+    assert result.outcome is Outcome.FINISHED and result.skipped == 1
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{bad}: ")
+    assert math.isfinite(recorder.of("on_epoch_end")[0][0]["val_map50"])
+
+
+def test_too_few_boxes_names_the_dataset(tmp_path):
+    from yolo_cli.data.load import load_dataset
     from yolo_cli.train import train
 
-    cfg = small_config(tiny_synth, tmp_path / "timed", epochs=50, max_steps=1, minutes=1e-4)
-    result = train(cfg, show_progress=False)
-    assert result.epochs_done == 1
-    state = json.loads((tmp_path / "timed" / "state.json").read_text())
-    assert state["config"]["epochs"] == 1
+    data = write_tiny_scenes(tmp_path / "scenes", n=2)
+    assert load_dataset(data, "train").num_objects() < 9
+    with pytest.raises(YoloError, match=f"^{re.escape(str(data))}: .* too few for 9 anchors"):
+        train(tiny_config(data, tmp_path / "run", num_anchors=9))
+    assert not (tmp_path / "run").exists()
 
 
-def test_cli_train_passes_the_loss_weights_to_the_run(tiny_synth, tmp_path):
-    from click.testing import CliRunner
+def test_tensorboard_events(scenes64, tmp_path):
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
 
-    from yolo_cli.cli import cli
+    from yolo_cli.train import train
 
-    common = ["train", "--data", str(tiny_synth), "--img-size", str(SIZE), "--width", "0.25",
-              "--anchors", "3", "--epochs", "1", "--max-steps", "1", "--batch", "8",
-              "--device", "cpu", "--strategy", "none"]  # fmt: skip
-    out = tmp_path / "obj5"
-    result = CliRunner().invoke(cli, [*common, "--lambda-obj", "5", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    assert json.loads((out / "state.json").read_text())["config"]["lambda_obj"] == 5.0
-
-    refused = CliRunner().invoke(cli, [*common, "--lambda-obj", "0", "--out", str(tmp_path / "x")])
-    assert refused.exit_code == 2 and "--lambda-obj" in refused.output
-    assert not (tmp_path / "x").exists()
+    train(tiny_config(scenes64, tmp_path / "run"))
+    events = list((tmp_path / "run").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    seen: dict[str, list] = {}
+    for record in tf.data.TFRecordDataset(str(events[0])):
+        event = event_pb2.Event.FromString(record.numpy())
+        for value in event.summary.value:
+            plugin = value.metadata.plugin_data.plugin_name
+            seen.setdefault(value.tag, []).append((event.step, plugin, value.tensor))
+    for tag in ("train/loss", "train/lr", "train/coord", "train/cls", "val/loss", "val/mAP50"):
+        assert [(s, p) for s, p, _ in seen[tag]] == [(1, "scalars"), (2, "scalars")], tag
+    assert [s for s, _, _ in seen["train/loss_step"]] == [1, 2, 3, 4]
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    map50 = [float(line.split(",")[-1]) for line in history[1:]]
+    logged = [tf.make_ndarray(t) for _, _, t in seen["val/mAP50"]]
+    np.testing.assert_allclose(logged, map50, rtol=1e-5)
+    images = seen["val/images/0"]
+    assert [(s, p) for s, p, _ in images] == [(1, "images"), (2, "images")]
+    width, height, png = tf.make_ndarray(images[0][2])
+    assert (int(width), int(height)) == (TINY, TINY)
+    assert tf.io.decode_png(png).shape == (TINY, TINY, 3)

@@ -5,13 +5,15 @@ function each. Library modules (and TensorFlow) are imported inside the commands
 from __future__ import annotations
 
 import logging
+import math
 import sys
 
 import click
 
 from yolo_cli import __version__
 from yolo_cli.baselines.detector import METHODS
-from yolo_cli.config import DATASET_FORMATS, DEFAULTS
+from yolo_cli.config import DATASET_FORMATS, DEFAULTS, LIMITS, Range
+from yolo_cli.device import STRATEGIES
 from yolo_cli.errors import YoloError
 
 # Options that several commands share, spelled once.
@@ -46,6 +48,52 @@ nms_iou_option = click.option(
 max_det_option = click.option(
     "--max-det", default=DEFAULTS.max_det, show_default=True, type=click.IntRange(1)
 )
+
+
+def _int_range(limits: Range) -> click.IntRange:
+    return click.IntRange(limits.low, limits.high)
+
+
+class _FiniteRange(click.FloatRange):
+    """A float range that refuses NaN (which compares false with both bounds)."""
+
+    def convert(self, value, param, ctx) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number.", param, ctx)
+        return number
+
+
+def _float_range(limits: Range) -> click.FloatRange:
+    return _FiniteRange(limits.low, limits.high, min_open=limits.low_open)
+
+
+class _ImageSize(click.IntRange):
+    """A model input side: a multiple of the stride in :data:`yolo_cli.config.LIMITS`'s range."""
+
+    name = "img_size"
+
+    def __init__(self):
+        super().__init__(*LIMITS.img_size)
+
+    def convert(self, value, param, ctx) -> int:
+        size = super().convert(value, param, ctx)
+        if size % DEFAULTS.stride:
+            self.fail(f"{size} is not a multiple of {DEFAULTS.stride}.", param, ctx)
+        return size
+
+
+def img_size_option(
+    default: int | None = DEFAULTS.img_size, help: str = "Model input side in pixels."
+):
+    """``--img-size``: a multiple of 32 in 32…4096; ``default=None`` for "the model's own"."""
+    return click.option(
+        "--img-size",
+        default=default,
+        show_default=default is not None,
+        type=_ImageSize(),
+        help=f"{help} A multiple of {DEFAULTS.stride}.",
+    )
 
 
 class _Group(click.Group):
@@ -303,31 +351,52 @@ def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
     "num_anchors",
     default=DEFAULTS.num_anchors,
     show_default=True,
-    type=click.IntRange(1, 9),
+    type=_int_range(LIMITS.num_anchors),
     help="Number of anchors (k-means on the training boxes).",
 )
-@click.option("--epochs", default=DEFAULTS.epochs, show_default=True, type=click.IntRange(1))
 @click.option(
-    "--img-size", default=DEFAULTS.img_size, show_default=True, help="Input side, a multiple of 32."
+    "--epochs",
+    default=DEFAULTS.epochs,
+    show_default=True,
+    type=_int_range(LIMITS.epochs),
+    help="Epochs in all; with --resume, extend (or cut) the run to this many.",
 )
-@click.option("--batch", default=DEFAULTS.batch, show_default=True, type=click.IntRange(1))
+@img_size_option(help="Model input side in pixels.")
+@click.option(
+    "--batch",
+    default=DEFAULTS.batch,
+    show_default=True,
+    type=_int_range(LIMITS.batch),
+    help="Images per step (the global batch, over every replica).",
+)
 @click.option(
     "--lr",
     default=DEFAULTS.lr,
     show_default=True,
+    type=_float_range(LIMITS.lr),
     help="Peak learning rate (warm-up, then cosine decay).",
 )
 @click.option(
-    "--width", default=0.5, show_default=True, help="Channel width multiplier of the backbone."
+    "--width",
+    default=DEFAULTS.width,
+    show_default=True,
+    type=_float_range(LIMITS.width),
+    help="Channel width multiplier of the backbone.",
 )
 @click.option(
     "--lambda-obj",
     default=DEFAULTS.lambda_obj,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=_float_range(LIMITS.lambda_obj),
     help="Weight of the p_c error where an object is assigned (Darknet YOLOv2: 5).",
 )
-@click.option("--seed", default=DEFAULTS.seed, show_default=True)
+@click.option(
+    "--seed",
+    default=DEFAULTS.seed,
+    show_default=True,
+    type=_int_range(LIMITS.seed),
+    help="Seeds the initial weights, the data order and the augmentation.",
+)
 @click.option("--no-augment", is_flag=True, help="Turn off the training augmentations.")
 @click.option("--out", type=click.Path(), help="Run folder (default runs/train/expN).")
 @device_option
@@ -335,7 +404,8 @@ def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
     "--strategy",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "none", "mirrored", "multiworker"]),
+    type=click.Choice(STRATEGIES),
+    help="tf.distribute strategy: auto is mirrored over several GPUs, else none.",
 )
 @click.option(
     "--weights", type=click.Path(), help="Initialise from this model file (transfer learning)."
@@ -344,16 +414,32 @@ def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
     "--freeze",
     default=0,
     show_default=True,
-    type=click.IntRange(0, 7),
+    type=_int_range(LIMITS.freeze),
     help="Freeze the first N backbone blocks.",
 )
-@click.option("--resume", type=click.Path(), help="Continue an interrupted run from its folder.")
-@click.option("--max-steps", type=click.IntRange(1), help="Cap steps per epoch (quick checks).")
+@click.option(
+    "--resume",
+    type=click.Path(),
+    metavar="RUN",
+    help="Continue the run in folder RUN exactly where it stopped; with --epochs or --minutes, "
+    "extend it.",
+)
+@click.option(
+    "--patience",
+    default=DEFAULTS.patience,
+    show_default=True,
+    type=_int_range(LIMITS.patience),
+    help="Stop when val mAP@0.5 has not improved for N epochs (0: never); best.keras keeps "
+    "the best.",
+)
+@click.option(
+    "--max-steps", type=_int_range(LIMITS.max_steps), help="Cap steps per epoch (quick checks)."
+)
 @click.option(
     "--minutes",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_float_range(LIMITS.minutes),
     help="Wall-clock budget: after every epoch, the epoch count becomes what fits (overrides "
-    "--epochs).",
+    "--epochs); with --resume, train this many more minutes.",
 )
 @click.option(
     "--method",
@@ -363,7 +449,12 @@ def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
     help="yolo: the detector; window: the crop classifier of the sliding-window baselines.",
 )
 def train(resume: str | None, method: str, **options) -> None:
-    """Train a YOLO detector; writes best.keras, last.keras and history to the run folder.
+    """Train a YOLO detector; writes best.keras, last.keras, history and TensorBoard events to
+    the run folder.
+
+    Exit status: 0 when the run finished or stopped early (--patience), 1 when a NaN or
+    infinite loss stopped it, 130 on Ctrl-C and 143 on SIGTERM (both save last.keras first:
+    continue with --resume RUN).
 
     With --method window, train the sliding-window crop classifier instead (options --data,
     --epochs, --batch, --lr, --seed, --out)."""
@@ -372,16 +463,124 @@ def train(resume: str | None, method: str, **options) -> None:
         return
     from yolo_cli import train as training
 
-    options["augment"] = not options.pop("no_augment")
-    result = training.train(training.TrainConfig(**options), resume=resume)
-    if result.stopped:
-        click.echo(result.stopped, err=True)
-    click.echo(
-        f"{result.epochs_done} epochs; best val mAP@0.5 {result.best_map50:.3f}; "
-        f"weights in {result.run_dir}"
-    )
-    if result.stopped and "interrupted" not in result.stopped:
-        raise SystemExit(1)
+    ctx = click.get_current_context()
+    printer = _TrainPrinter()
+    try:
+        if resume is not None:
+            result = training.resume(resume, printer.hooks(), **_resume_changes(ctx, options))
+        else:
+            options["augment"] = not options.pop("no_augment")
+            result = training.train(training.TrainConfig(**options), printer.hooks())
+    except KeyboardInterrupt:
+        printer.close()
+        click.echo("aborted: nothing saved since the last checkpoint", err=True)
+        ctx.exit(130)
+    finally:
+        printer.close()
+    if result.detail:
+        click.echo(result.detail, err=True)
+    click.echo(_train_summary(result))
+    ctx.exit(_TRAIN_EXIT[result.outcome.value])
+
+
+# exit status by yolo_cli.train.Outcome: 128 + the signal number for the signals, as a shell
+_TRAIN_EXIT = {
+    "finished": 0,
+    "early_stopped": 0,
+    "stopped_nan": 1,
+    "interrupted": 130,
+    "terminated": 143,
+}
+# what --resume may change; the rest is the run's own
+_RESUME_OPTIONS = ("epochs", "minutes", "patience", "device", "strategy")
+
+
+def _resume_changes(ctx: click.Context, options: dict) -> dict:
+    """The options given with ``--resume`` (others are refused: the run keeps its own)."""
+    from click.core import ParameterSource
+
+    given = [
+        p
+        for p in ctx.command.params
+        if ctx.get_parameter_source(p.name) is not ParameterSource.DEFAULT
+        and p.name not in ("resume", "method")
+    ]
+    fixed = [p.opts[0] for p in given if p.name not in _RESUME_OPTIONS]
+    if fixed:
+        raise YoloError(
+            f"--resume continues the run with its own settings: {', '.join(fixed)} cannot "
+            f"change (only --{', --'.join(_RESUME_OPTIONS)})"
+        )
+    return {p.name: options[p.name] for p in given}
+
+
+def _train_summary(result) -> str:
+    """``finished: 30/30 epochs; best val mAP@0.5 0.612 (epoch 27); weights in runs/train/exp``."""
+    if result.best_map50 is None:
+        best = "no val mAP (no val split)"
+    else:
+        best = f"best val mAP@0.5 {result.best_map50:.3f} (epoch {result.best_epoch})"
+    saved = (result.run_dir / "last.keras").exists()
+    where = f"weights in {result.run_dir}" if saved else "nothing saved"
+    done = f"{result.epochs_done}/{result.epochs} epochs"
+    if result.step:
+        done += f" and {result.step} steps"
+    return f"{result.outcome.value}: {done}; {best}; {where}"
+
+
+class _TrainPrinter:
+    """Prints a training run on stderr: a progress bar per epoch (with the step's loss), a
+    line per epoch, and problems and notices as lines above the bar."""
+
+    def __init__(self):
+        self.bar = None
+        self.loss = float("nan")
+
+    def hooks(self):
+        from yolo_cli.train import TrainHooks
+
+        return TrainHooks(
+            on_epoch_start=self.epoch_start,
+            on_step=self.step,
+            on_epoch_end=self.epoch_end,
+            on_problem=self.line,
+            on_notice=self.line,
+        )
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int, step: int) -> None:
+        self.close()
+        self.bar = click.progressbar(
+            length=steps,
+            label=f"epoch {epoch}/{epochs}",
+            file=sys.stderr,
+            show_pos=True,
+            item_show_func=lambda _: f"loss {self.loss:.3f}",
+        )
+        self.bar.__enter__()
+        self.bar.update(step)
+
+    def step(self, step: int, steps: int, loss: float) -> None:
+        self.loss = loss
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def epoch_end(self, row: dict, epochs: int) -> None:
+        self.close()
+        click.echo(
+            f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.3f}  "
+            f"val loss {row['val_loss']:.3f}  val mAP@0.5 {row['val_map50']:.3f}",
+            err=True,
+        )
+
+    def line(self, text: str) -> None:
+        # over a progress bar: clear its line first; the bar redraws below on its next update
+        over_bar = self.bar is not None and sys.stderr.isatty()
+        click.echo(f"\r\x1b[K{text}" if over_bar else text, err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
 _WINDOW_TRAIN_OPTIONS = ("data", "epochs", "batch", "lr", "seed", "out")

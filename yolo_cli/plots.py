@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from yolo_cli.fileio import atomic_path
 
 
 def _figure(ncols: int, size: tuple[float, float]):
@@ -16,14 +17,15 @@ def _figure(ncols: int, size: tuple[float, float]):
 
 
 def _save(fig, path: Path, dpi: int) -> None:
-    """Write the figure atomically (temporary file + rename) and free it."""
+    """Write the figure atomically (:func:`yolo_cli.fileio.atomic_path`) and free it."""
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        fig.tight_layout()
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
 
 
 def plot_history(rows: list[dict], path: Path) -> None:
