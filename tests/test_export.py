@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from keras import layers
+from same_detections import assert_same_detections
 
 from yolo_cli.cli import cli
 from yolo_cli.config import PACKAGE_ROOT
@@ -34,18 +35,9 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
 
 SAMPLES = sorted((PACKAGE_ROOT / "data" / "samples").glob("*.jpg"))
-BOX_ATOL, SCORE_ATOL = 0.5, 1e-4
+BOX_ATOL, SCORE_ATOL = 0.5, 1e-4  # same_detections' defaults, for the raw SavedModel outputs
 LOW_CONF = Thresholds(conf=0.05)
 FP32 = [("saved_model", ""), ("tflite", ".tflite"), ("onnx", ".onnx")]
-
-
-def assert_same_detections(got, want, box_atol=BOX_ATOL, score_atol=SCORE_ATOL):
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
-        assert len(g) == len(w)
-        np.testing.assert_array_equal(g.classes, w.classes)
-        np.testing.assert_allclose(g.boxes, w.boxes, rtol=0, atol=box_atol)
-        np.testing.assert_allclose(g.scores, w.scores, rtol=0, atol=score_atol)
 
 
 @pytest.fixture(scope="module")
@@ -327,3 +319,10 @@ def test_window_methods_refuse_an_exported_model(exported):
 
     with pytest.raises(YoloError, match="window classifier's .keras file"):
         open_detector("conv-window", Path(exported["onnx"]))
+
+
+def test_info_shows_what_an_artifact_carries(exported):
+    result = CliRunner().invoke(cli, ["info", str(exported["tflite_int8"])])
+    assert result.exit_code == 0, result.output
+    assert "classes (3): pedestrian, car, motorcycle" in result.output
+    assert "precision: int8" in result.output and "head stride 32" in result.output
