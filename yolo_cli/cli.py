@@ -12,7 +12,7 @@ import click
 
 from yolo_cli import __version__
 from yolo_cli.baselines.detector import METHODS
-from yolo_cli.config import DATASET_FORMATS, DEFAULTS, LIMITS, Range
+from yolo_cli.config import DATASET_FORMATS, DEFAULTS, EXPORT_FORMATS, LIMITS, Range
 from yolo_cli.device import STRATEGIES
 from yolo_cli.errors import YoloError
 
@@ -294,20 +294,40 @@ def anchors(path: str | None, k: int, img_size: int, split: str, seed: int) -> N
 @cli.command()
 @click.argument("model", required=False, type=click.Path())
 def info(model: str | None) -> None:
-    """Layer table of a model: output shapes, activations, parameters, multiply-adds."""
-    from yolo_cli.config import DEFAULT_MODEL
-    from yolo_cli.modelfile import load_model
+    """Layer table of a model: output shapes, activations, parameters, multiply-adds and bytes
+    moved per layer. An exported model (.tflite, .onnx, SavedModel folder) shows the metadata
+    it carries and how it was exported."""
+    from yolo_cli.inference import fold_batchnorm
+    from yolo_cli.modelfile import load_model, model_path, read_meta
+    from yolo_cli.runtimes import artifact_format
     from yolo_cli.summary import format_table, model_table
 
-    path = model or DEFAULT_MODEL
-    keras_model, meta = load_model(path)
+    path = model_path(model)
+    exported = path.exists() and artifact_format(path) != "keras"
+    keras_model, meta = (None, read_meta(path)) if exported else load_model(path)
     click.echo(f"model: {path}")
-    click.echo(f"kind: {meta.kind}   input: {meta.img_size}×{meta.img_size}×3")
+    click.echo(
+        f"kind: {meta.kind}   input: {meta.img_size}×{meta.img_size}×3 ({meta.resize})   "
+        f"class scores: {meta.class_activation}"
+    )
     click.echo(f"classes ({meta.num_classes}): {', '.join(meta.names)}")
-    if meta.anchors:
-        shown = ", ".join(f"{w:g}×{h:g}" for w, h in meta.anchors)
-        click.echo(f"anchors (w×h input px): {shown}")
+    for head in meta.heads:
+        shown = ", ".join(f"{w:g}×{h:g}" for w, h in head.anchors)
+        grid = head.grid(meta.img_size)
+        click.echo(
+            f"head stride {head.stride} ({grid}×{grid} grid), anchors (w×h input px): {shown}"
+        )
+    if exported:
+        record = meta.extra.get("export", {})
+        shown = ", ".join(f"{k}: {v}" for k, v in record.items())
+        click.echo(f"exported ({shown})")
+        return
     click.echo(format_table(model_table(keras_model)))
+    folded = model_table(fold_batchnorm(keras_model))
+    click.echo(
+        f"inference graph (BatchNorm folded into the convolutions): {len(folded)} layers, "
+        f"{sum(r.bytes_moved for r in folded) / 1e6:.1f} MB moved per image"
+    )
 
 
 @cli.command(name="import")
@@ -338,6 +358,64 @@ def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
     keras_model, meta = import_darknet(cfg, weights, names)
     path = save_model(keras_model, Path(out) if out else Path(Path(cfg).stem + ".keras"), meta)
     click.echo(f"wrote {path}: {describe(meta, keras_model.count_params())}")
+
+
+@cli.command(name="export")
+@click.argument("model", required=False, type=click.Path())
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(EXPORT_FORMATS),
+    help="saved_model: a folder for TensorFlow (raw and detections signatures); tflite: "
+    "LiteRT; onnx: ONNX Runtime, OpenVINO.",
+)
+@click.option("--half", is_flag=True, help="float16 weights (tflite, onnx).")
+@click.option(
+    "--int8", is_flag=True, help="int8 weights and activations (tflite), calibrated on --data."
+)
+@click.option("--data", type=click.Path(), help="Dataset whose train split calibrates --int8.")
+@click.option(
+    "--calib-images",
+    default=DEFAULTS.calib_images,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Train images the --int8 calibration runs.",
+)
+@click.option(
+    "--img-size",
+    type=click.IntRange(32),
+    help="Input side of the artifact (default: the model's own).",
+)
+@click.option(
+    "--conf",
+    default=DEFAULTS.conf_threshold,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Score threshold of a SavedModel's detect signatures.",
+)
+@nms_iou_option
+@max_det_option
+@click.option(
+    "--out",
+    type=click.Path(),
+    help="Artifact path (default: MODEL's name + _fp16/_int8 + .tflite/.onnx/_saved_model).",
+)
+def export(model: str | None, int8: bool, data: str | None, **options) -> None:
+    """Export MODEL (a model file or a shipped model's name; default: the shipped one) for a
+    runtime; its class names, heads, anchors, input size and resize mode go inside the artifact.
+
+    `yolo detect/eval --model` run the artifact through LiteRT, ONNX Runtime or TensorFlow
+    (`pip install 'yolo-cli[export]'`)."""
+    from yolo_cli.export import ExportOptions, describe, export_model
+
+    if int8 != (data is not None):
+        raise YoloError("--int8 needs --data (a dataset to calibrate on), and --data needs --int8")
+    path, meta = export_model(
+        ExportOptions(model, int8_data=data, **options),
+        on_step=lambda line: click.echo(line, err=True),
+    )
+    click.echo(describe(path, meta))
 
 
 @cli.command()
