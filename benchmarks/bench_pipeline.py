@@ -1,16 +1,20 @@
-"""Does the input pipeline feed the model fast enough? Images/s of ``make_dataset`` (plain
-letterbox and augmented) next to images/s of the default model's training step, on BCCD's
-train split and on synthetic street scenes.
+"""Does the input pipeline feed the model fast enough? Images/s of ``make_dataset`` — plain
+letterbox, augmented without mosaic, augmented with mosaic on every image — next to images/s
+of a training step of the network those batches are for, on real datasets.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--synth-n 250] [--steps 6] [--epochs 3]
+    .venv/bin/python benchmarks/bench_pipeline.py [--data PATH ...] [--heads 2] [--steps 6]
 
-The train step is ``yolo_cli.train.Trainer``'s (forward, YoloLoss, gradients, Adam update, the
-default model of ``yolo train``) on one batch held in memory, so it measures the model alone;
-"fed" runs the same step on batches straight from the augmented pipeline, sharing the CPU
+Each dataset's train split gets the heads ``yolo train`` would plan from it: k-means anchors on
+the letterboxed boxes, one stride-32 grid (``--heads 1``: the course's, rule ``best``) or a
+stride-32 and a stride-16 grid sharing them by size (``--heads 2``, rule ``ratio``). The train
+step is forward, the course's loss over every head, gradients and an Adam update of
+``yolo_cli.model.build_model``'s network, on one batch held in memory, so it measures the model
+alone; "fed" runs the same step on batches straight from the mosaic pipeline, sharing the CPU
 with it. Goal: pipeline ≥ 3× the train step.
 
 The CPU is shared with other work, so each rate is the best of several repeats (whole epochs
-for the pipeline, single steps for the model), and CPU time per image (this process, all
+of one stream for the pipeline, after the first, which fills the image cache; single steps for
+the model), and CPU time per image (this process, all
 threads) is printed too: it hardly depends on what else runs, and its ratio says what share
 of the CPU the pipeline takes from training. Prints markdown tables; every number comes from
 this one run.
@@ -22,7 +26,6 @@ import argparse
 import datetime
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,43 +45,100 @@ def best(run: Callable[[], int], repeats: int) -> tuple[float, float]:
     return rate, cpu_ms
 
 
-def pipeline(trainer, augment: bool, epoch: int, drop_remainder: bool = False):
+PATHS = ("plain", "augmented, no mosaic", "augmented, mosaic")
+
+
+def plan_heads(dataset, img_size: int, num_heads: int):
+    """K-means anchors of the letterboxed training boxes → ``(heads, rule)``: one stride-32
+    grid of 5 anchors (rule ``best``), or 3 anchors each on stride 32 (the larger) and 16."""
+    import numpy as np
+
+    from yolo_cli.anchors import kmeans_anchors
+    from yolo_cli.modelfile import Head
+
+    shapes = np.concatenate(
+        [
+            (s.boxes[:, 2:] - s.boxes[:, :2]) * min(img_size / s.width, img_size / s.height)
+            for s in dataset.samples
+        ]
+    )
+    if num_heads == 1:
+        return [Head(32, kmeans_anchors(shapes, 5)[0].tolist())], "best"
+    anchors = kmeans_anchors(shapes, 6)[0].tolist()  # sorted by area
+    return [Head(32, anchors[3:], 2.0), Head(16, anchors[:3], 2.0)], "ratio"
+
+
+def pipeline(setup, path: str, epoch: int = 0, epochs: int = 1, drop_remainder: bool = False):
+    """``make_dataset`` of the train split over ``epochs`` epochs, on one of :data:`PATHS`."""
+    from dataclasses import replace
+
     from yolo_cli.data.pipeline import make_dataset
 
+    params = replace(setup["params"], mosaic_p=1.0 if path == PATHS[2] else 0.0)
     return make_dataset(
-        trainer.train_set,
-        trainer.anchors,
-        trainer.cfg.img_size,
-        len(trainer.names),
-        trainer.cfg.batch,
-        augment=augment,
+        setup["train"],
+        setup["heads"],
+        setup["img_size"],
+        len(setup["train"].names),
+        setup["batch"],
+        augment=path != PATHS[0],
         seed=0,
         epoch=epoch,
+        rule=setup["rule"],
         drop_remainder=drop_remainder,
-        params=trainer.augmentation,
+        params=params,
+        epochs=epochs,
     )
 
 
-def epoch_rate(trainer, augment: bool, epochs: int) -> tuple[float, float]:
-    """Best images/s and CPU ms/image of whole pipeline epochs (after a warm-up), model idle."""
-    epoch = iter(range(epochs + 1))
+def epoch_rate(setup, path: str, epochs: int) -> tuple[float, float]:
+    """Best images/s and CPU ms/image of whole epochs of one stream, as training draws them
+    (the first, which also fills the image cache, is left out), model idle."""
+    stream = iter(pipeline(setup, path, epochs=epochs + 1, drop_remainder=True))
+    per_epoch = len(setup["train"]) // setup["batch"]
 
     def one_epoch() -> int:
-        return sum(int(images.shape[0]) for images, _ in pipeline(trainer, augment, next(epoch)))
+        return sum(int(next(stream)[0].shape[0]) for _ in range(per_epoch))
 
     one_epoch()
     return best(one_epoch, epochs)
 
 
-def step_rates(trainer, steps: int) -> tuple[float, float, float]:
+def train_step(setup):
+    """A compiled training step ``(images, targets) → loss`` of a fresh network for the heads."""
+    import keras
+    import tensorflow as tf
+
+    from yolo_cli.loss import make_loss
+    from yolo_cli.model import build_model
+    from yolo_cli.modelfile import model_outputs
+
+    model = build_model(len(setup["train"].names), setup["heads"], setup["img_size"])
+    loss_fn = make_loss("course", setup["heads"], setup["img_size"])
+    optimizer = keras.optimizers.Adam(1e-3)
+
+    @tf.function
+    def step(images, targets):
+        with tf.GradientTape() as tape:
+            raws = model_outputs(model, images, training=True)
+            loss = tf.reduce_mean(loss_fn(targets["grids"], targets["boxes"], raws)[0])
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return step
+
+
+def step_rates(setup, steps: int) -> tuple[float, float, float]:
     """Train step on one batch in memory (best images/s, CPU ms/image), and the images/s of
-    ``steps`` steps fed by the augmented pipeline (throughput, prefetch buffer full)."""
-    ds = pipeline(trainer, True, 0, drop_remainder=True)
+    ``steps`` steps fed by the mosaic pipeline (throughput, prefetch buffer full)."""
+    ds = pipeline(setup, PATHS[2], drop_remainder=True)
     images, targets = next(iter(ds))
     batch = int(images.shape[0])
+    train = train_step(setup)
 
     def step(images=images, targets=targets) -> int:
-        float(trainer._train_step(images, targets)[0])
+        float(train(images, targets))
         return batch
 
     step()  # trace
@@ -146,27 +206,41 @@ def letterbox_rates(dataset, img_size: int, batch: int, epochs: int) -> dict[str
     return rates
 
 
-def measure(name: str, data: Path, args, run_dir: Path) -> dict:
-    from yolo_cli.train import TrainConfig, Trainer
+def measure(data: Path, args) -> dict:
+    from yolo_cli.data.augment import Augmentation
+    from yolo_cli.data.load import load_dataset
+    from yolo_cli.data.pipeline import dataset_colour_basis
 
-    cfg = TrainConfig(data=str(data), img_size=args.img_size, batch=args.batch, device="cpu")
-    trainer = Trainer(cfg, run_dir / name)
-    row = dict(data=f"{name} ({len(trainer.train_set)} train images)")
-    row["plain"], row["plain_cpu"] = epoch_rate(trainer, False, args.epochs)
-    row["aug"], row["aug_cpu"] = epoch_rate(trainer, True, args.epochs)
-    row["step"], row["step_cpu"], row["fed"] = step_rates(trainer, args.steps)
-    print(f"  {name}: done", file=sys.stderr)
+    train = load_dataset(data, split="train")
+    heads, rule = plan_heads(train, args.img_size, args.heads)
+    setup = dict(
+        train=train,
+        heads=heads,
+        rule=rule,
+        img_size=args.img_size,
+        batch=args.batch,
+        params=Augmentation(pca=dataset_colour_basis(train)),
+    )
+    row = dict(data=f"{data.name} ({len(train)} train images)", train=train)
+    for path in PATHS:
+        row[path], row[path + " cpu"] = epoch_rate(setup, path, args.epochs)
+    row["step"], row["step_cpu"], row["fed"] = step_rates(setup, args.steps)
+    print(f"  {data.name}: done", file=sys.stderr)
     return row
 
 
 def main() -> None:
     from yolo_cli.config import datasets_root
-    from yolo_cli.data.load import load_dataset
-    from yolo_cli.data.synth import write_synthetic
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bccd", type=Path, default=datasets_root() / "bccd" / "BCCD")
-    parser.add_argument("--synth-n", type=int, default=250, help="synthetic scenes (80 %% train)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        default=[datasets_root() / "bccd", datasets_root() / "raccoon"],
+        help="datasets (their train splits)",
+    )
+    parser.add_argument("--heads", type=int, choices=(1, 2), default=2)
     parser.add_argument("--img-size", type=int, default=416)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=3, help="timed pipeline epochs (best)")
@@ -174,41 +248,36 @@ def main() -> None:
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        synth = write_synthetic(tmp / "synth", args.synth_n, seed=0, size=args.img_size)
-        rows = [measure("BCCD", args.bccd, args, tmp), measure("synthetic", synth, args, tmp)]
-    bccd = load_dataset(args.bccd, "train")
-    decoders = letterbox_rates(bccd, args.img_size, args.batch, args.epochs)
+    rows = [measure(data, args) for data in args.data]
+    decoders = letterbox_rates(rows[0]["train"], args.img_size, args.batch, args.epochs)
 
     print(f"{datetime.date.today()}, {os.cpu_count()} CPU cores (load average {load_before:.1f} "
-          f"at start, {os.getloadavg()[0]:.1f} at end), img {args.img_size}, batch {args.batch}; "
-          f"command: {' '.join(sys.argv)}")  # fmt: skip
+          f"at start, {os.getloadavg()[0]:.1f} at end), img {args.img_size}, batch {args.batch}, "
+          f"{args.heads} head(s); command: {' '.join(sys.argv)}")  # fmt: skip
     print()
     print("Wall clock, best of repeats (images/s):")
     print()
-    print(
-        "| data | pipeline, plain | pipeline, augmented | train step | plain / step "
-        "| augmented / step | train step fed by the augmented pipeline |"
-    )
+    print(f"| data | {' | '.join(f'pipeline, {p}' for p in PATHS)} | train step "
+          "| mosaic / step | train step fed by the mosaic pipeline |")  # fmt: skip
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
+        rates = " | ".join(f"{r[p]:.0f}" for p in PATHS)
         print(
-            f"| {r['data']} | {r['plain']:.0f} | {r['aug']:.0f} | {r['step']:.1f} "
-            f"| {r['plain'] / r['step']:.0f}× | {r['aug'] / r['step']:.0f}× | {r['fed']:.1f} |"
+            f"| {r['data']} | {rates} | {r['step']:.1f} | {r[PATHS[2]] / r['step']:.0f}× "
+            f"| {r['fed']:.1f} |"
         )
     print()
     print("CPU time per image, all threads of this process (ms):")
     print()
-    print("| data | pipeline, plain | pipeline, augmented | train step | step / augmented |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print(f"| data | {' | '.join(f'pipeline, {p}' for p in PATHS)} | train step "
+          "| step / mosaic |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(
-            f"| {r['data']} | {r['plain_cpu']:.1f} | {r['aug_cpu']:.1f} | {r['step_cpu']:.0f} "
-            f"| {r['step_cpu'] / r['aug_cpu']:.0f}× |"
-        )
+        cpu = " | ".join(f"{r[p + ' cpu']:.1f}" for p in PATHS)
+        print(f"| {r['data']} | {cpu} | {r['step_cpu']:.0f} | "
+              f"{r['step_cpu'] / r[PATHS[2] + ' cpu']:.0f}× |")  # fmt: skip
     print()
-    print(f"Read + decode + letterbox alone, BCCD train split ({len(bccd)} images):")
+    print(f"Read + decode + letterbox alone, {rows[0]['data']}:")
     print()
     print("| tool | images/s (best) | CPU ms/image |")
     print("| --- | ---: | ---: |")
