@@ -263,8 +263,7 @@ def test_img_size_rebuilds_the_network_when_the_model_says_how(
     assert refused.exit_code == 2
     assert "--img-size 256 is unsupported by this model (input 128)" in refused.stderr
     odd = detect(src, "--model", resizable_model_file, "--img-size", 100, "--no-save")
-    assert odd.exit_code == 2
-    assert odd.stderr.strip() == "error: --img-size 100: expected a multiple of 32 from 32 to 4096"
+    assert odd.exit_code == 2 and "100 is not a multiple of 32" in odd.stderr
 
 
 def test_resolve_sources_names_and_order(tmp_path):

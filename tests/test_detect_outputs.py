@@ -28,8 +28,10 @@ from detect_helpers import (
 from test_data_faults import png_bomb
 
 from yolo_cli.cli import cli
+from yolo_cli.detect import DetectOptions, next_out, run_detect
 from yolo_cli.device import parse_device
 from yolo_cli.draw import class_colour
+from yolo_cli.errors import YoloError
 from yolo_cli.sources import output_names
 
 __all__ = ["model_file"]  # a fixture
@@ -169,19 +171,29 @@ def test_a_second_run_into_the_same_out_takes_its_own_folder(tmp_path, model_fil
     assert files_under(tmp_path / "out2") == ["a.png", "labels/a.txt"]
 
 
+def test_next_out_numbers_an_existing_folder(tmp_path):
+    assert next_out(None) is None
+    assert next_out(str(tmp_path / "new")) == str(tmp_path / "new")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run2").mkdir()
+    (tmp_path / "file").write_text("")
+    assert next_out(str(tmp_path / "run")) == str(tmp_path / "run3")
+    assert next_out(str(tmp_path / "file")) == str(tmp_path / "file")  # refused by run_folder
+
+
 @pytest.mark.parametrize("case", ["file", "under a file", "proc"])
 def test_bad_out_is_one_line_before_any_work(tmp_path, model_file, case):
     taken = tmp_path / "taken.txt"
     taken.write_text("not a folder")
     out, why = {
-        "file": (taken, f"{taken}: is a file, expected a results folder"),
+        "file": (taken, f"{taken}: is a file; a run folder must be a folder"),
         "under a file": (
             taken / "run",
-            f"{taken / 'run'}: cannot make the results folder ({taken} is a file)",
+            f"{taken / 'run'}: lies under the file {taken}; a run folder must be a folder",
         ),
         "proc": (
             Path("/proc/x"),
-            "/proc/x: cannot make the results folder (No such file or directory)",
+            "/proc/x: cannot create the run folder (No such file or directory)",
         ),
     }[case]
     # a missing source too: the folder is refused before the sources are looked at
@@ -305,10 +317,13 @@ def test_img_size_out_of_range_is_refused(tmp_path, model_file, size):
     src = write_rgb(tmp_path / "a.png", scene(*LANDSCAPE)[0])
     result = detect(src, "--model", model_file, "--img-size", size, "--out", tmp_path / "out")
     assert result.exit_code == 2
-    assert result.stderr.splitlines() == [
-        f"error: --img-size {size}: expected a multiple of 32 from 32 to 4096"
-    ]
+    assert "Invalid value for '--img-size'" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+    with pytest.raises(
+        YoloError, match=rf"^--img-size {size}: expected a multiple of 32 from 32 to 4096$"
+    ):
+        run_detect(DetectOptions([str(src)], model=str(model_file), img_size=size))
 
 
 def test_classes_by_id(tmp_path, model_file):

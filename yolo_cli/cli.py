@@ -785,19 +785,21 @@ _PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anyth
 )
 @nms_iou_option
 @max_det_option
+@img_size_option(default=None, help="Model input side (default: the model's own).")
 @click.option(
-    "--img-size",
-    type=int,
-    help="Model input side, a multiple of 32 from 32 to 4096 (default: the model's own).",
+    "--batch",
+    default=DEFAULTS.batch,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Images per model call (a stream's frames go one at a time).",
 )
-@click.option("--batch", default=DEFAULTS.batch, show_default=True, type=click.IntRange(1))
 @device_option
 @click.option("--classes", help="Keep only these classes, by name or id: car,person or 0,2.")
 @click.option(
     "--out",
     type=click.Path(),
     help="Results folder (default runs/detect/expN). When it exists, OUT2, OUT3 … is used "
-    "instead: a run never writes into another run's folder.",
+    "instead, so that a run does not write into an earlier run's folder.",
 )
 @click.option("--save-txt", is_flag=True, help="Write labels/NAME.txt in YOLO txt.")
 @click.option("--save-conf", is_flag=True, help="Add a score column to --save-txt labels.")

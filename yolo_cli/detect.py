@@ -9,9 +9,9 @@ frames that cannot be read are counted as lost.
 A box's score is ``p_c · P(class)``: ``conf`` discards scores at or below it, and labels, txt
 files and JSON show that same score.
 
-Outputs (:mod:`yolo_cli.writers`) go to a folder of the run's own, made before any work:
-``out``, or ``out2``, ``out3`` … when ``out`` exists; ``runs/detect/expN`` without ``out``. It is
-removed again when the run writes nothing into it. Annotated images and videos, labels
+Outputs (:mod:`yolo_cli.writers`) go to a folder of the run's own, made before any work
+(:func:`yolo_cli.runs.run_folder`): ``out``, or ``out2``, ``out3`` … when ``out`` exists;
+``runs/detect/expN`` without ``out``. It is removed again when the run writes nothing into it. Annotated images and videos, labels
 (``save_txt``), crops (``save_crop``) each get a path no other output of the run shares;
 ``save_json`` collects the detections as COCO results. Detect records
 (:func:`yolo_cli.predictions.to_json_record`, plus ``"frame"`` for video frames) are handed to
@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, closing
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from yolo_cli.config import DEFAULTS, LIMITS
 from yolo_cli.errors import YoloError
 from yolo_cli.sources import STREAM, VIDEO, Frame
 
-RUNS = Path("runs") / "detect"
+TASK = "detect"  # runs/detect/expN
 
 
 @dataclass
@@ -145,6 +145,20 @@ def check_options(options: DetectOptions) -> None:
         raise YoloError(f"--img-size {size}: expected a multiple of {stride} from {low} to {high}")
 
 
+def next_out(out: str | None) -> str | None:
+    """``out``, or ``out2``, ``out3`` … (the first that is not a folder yet) when ``out`` is a
+    folder already, so that a second run into the same ``--out`` keeps the first run's results
+    whole (ultralytics' increment). ``None`` stays ``None`` (the next ``runs/detect/expN``)."""
+    if out is None:
+        return None
+    path = Path(out) if Path(out).name else Path(out).absolute()  # "." has no name to number
+    candidate, n = path, 1
+    while candidate.is_dir():
+        n += 1
+        candidate = path.with_name(f"{path.name}{n}")
+    return str(candidate) if candidate != path else out
+
+
 def class_filter(classes: Sequence[str] | None, names: Sequence[str], model: Path):
     """Classes to keep, by name or id (``"car"``, ``"1"``) → sorted class ids (``None`` keeps
     all). A name the model has wins over an id; unknown names and ids raise YoloError."""
@@ -206,20 +220,22 @@ def run_detect(
     work), when a write fails, and when no input at all could be processed.
     """
     from yolo_cli.modelfile import model_path, read_meta
-    from yolo_cli.writers import check_output_file, claim_run_dir
+    from yolo_cli.runs import run_folder
+    from yolo_cli.writers import check_output_file
 
     check_options(options)
     path = model_path(options.model, options.method)
     keep = class_filter(options.classes, read_meta(path).names, path)
     json_path = check_output_file(options.save_json) if options.save_json else None
-    run_dir = claim_run_dir(options.out, RUNS) if options.writes_folder else None
+    place = run_folder(next_out(options.out), TASK) if options.writes_folder else nullcontext()
     summary = DetectSummary()
+    folder = None
     try:
-        folder = run_dir.path if run_dir else None
-        _detect(options, path, keep, folder, json_path, summary, on_record, on_skip, progress)
+        with place as folder:  # made here, before the sources are looked at
+            _detect(options, path, keep, folder, json_path, summary, on_record, on_skip, progress)
     finally:
-        if run_dir is not None and not run_dir.remove_if_empty():
-            summary.out_dir = run_dir.path
+        if folder is not None and folder.exists():  # run_folder removed it if left empty
+            summary.out_dir = folder
     if not summary.processed and not summary.interrupted:
         raise YoloError(f"no input could be processed ({summary.skipped} skipped)")
     return summary

@@ -1,5 +1,5 @@
-"""What ``yolo detect`` writes: a run folder of its own, one unique path per output, and every
-file written whole or not at all.
+"""What ``yolo detect`` writes into its run folder: one unique path per output, every file
+written whole or not at all.
 
 A run folder (NAME: a source's output name, :func:`yolo_cli.sources.output_names`; FRAME: a
 video's or stream's frame number; K: a detection's rank in its image, by score, from 0)::
@@ -22,7 +22,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,54 +40,6 @@ _UNSAFE_CLASS = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 
 def _reason(error: OSError) -> str:
     return error.strerror or str(error)
-
-
-@dataclass
-class RunDir:
-    """A run folder this run made for itself; ``made`` lists it and the parents made with it."""
-
-    path: Path
-    made: list[Path] = field(default_factory=list)
-
-    def remove_if_empty(self) -> bool:
-        """Remove the folder and the parents made with it while they are empty; whether the
-        run folder itself is gone."""
-        for folder in reversed(self.made):
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        return not self.path.exists()
-
-
-def claim_run_dir(out: str | Path | None, base: str | Path) -> RunDir:
-    """Create this run's own folder: ``out``, or ``out2``, ``out3`` … when ``out`` exists
-    already (ultralytics' increment); without ``out``, ``base/exp``, ``base/exp2`` ….
-
-    The folder is made here, before any work, and only by this run (``mkdir`` fails for a
-    folder that exists), so runs started together never share one. Raises :class:`YoloError`
-    when it cannot be made: ``out`` under a file, on a read-only or special file system.
-    """
-    first = Path(out) if out else Path(base) / "exp"
-    if first.exists() and not first.is_dir():
-        raise YoloError(f"{first}: is a file, expected a results folder")
-    for ancestor in reversed(first.parents):
-        if ancestor.exists() and not ancestor.is_dir():
-            raise YoloError(f"{first}: cannot make the results folder ({ancestor} is a file)")
-    made = [p for p in reversed(first.parents) if not p.exists()]
-    try:
-        first.parent.mkdir(parents=True, exist_ok=True)
-        n = 1
-        while True:
-            candidate = first if n == 1 else first.with_name(f"{first.name}{n}")
-            try:
-                candidate.mkdir()
-                return RunDir(candidate, [*made, candidate])
-            except FileExistsError:
-                n += 1
-    except OSError as e:
-        RunDir(first, made).remove_if_empty()
-        raise YoloError(f"{first}: cannot make the results folder ({_reason(e)})") from None
 
 
 def check_output_file(path: str | Path) -> Path:
