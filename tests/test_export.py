@@ -149,6 +149,7 @@ def test_fp32_artifact_detects_what_the_keras_model_detects(exported, samples, f
         fmt, "onnxruntime"
     )
     assert sum(len(d) for d in want) > 20
+    assert detector.macs == 624_951_296  # recorded at export: yolo bench's cost column
     assert_same_detections(detector.detect(samples), want)
     assert_same_detections([detector(samples[0])], want[:1])  # batch 1 after batch 4
 
