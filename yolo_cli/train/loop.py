@@ -570,6 +570,11 @@ def resume(
     state.config = asdict(cfg)
     for p in remove_stale_temporaries(run_dir):
         hooks.on_notice(f"removed {p}, left by a write cut short")
+    if state.epochs_done >= state.epochs:
+        hooks.on_notice(
+            f"{run_dir}: all {state.epochs} epochs done; --epochs N or --minutes M extends it"
+        )
+        return _result(run_dir, state, Outcome.FINISHED, _Skips(hooks), "")
     return _session(cfg, hooks, run_dir, state, minutes, checkpoint=(path, meta))
 
 
