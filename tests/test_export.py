@@ -259,6 +259,8 @@ def test_cli_export_then_detect_and_eval(tmp_path, scenes):
         (["--format", "onnx", "--int8", "--data", "x"], "--int8 applies to --format tflite"),
         (["--format", "saved_model", "--half"], "--half applies to tflite and onnx"),
         (["nothere.keras", "--format", "onnx"], "nothere.keras: model file not found"),
+        (["--format", "onnx", "--out", "m.tflite"], "onnx exports end in .onnx"),
+        (["--format", "saved_model", "--out", "m.onnx"], "saved_model exports are folders"),
     ],
 )
 def test_cli_export_refuses_with_one_line(args, message):

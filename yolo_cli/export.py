@@ -60,6 +60,7 @@ class ExportOptions:
 
 
 def precision(options: ExportOptions) -> str:
+    """``fp32``, ``fp16`` (``--half``) or ``int8`` (``--int8``)."""
     return "int8" if options.int8_data else "fp16" if options.half else "fp32"
 
 
@@ -125,6 +126,11 @@ def export_model(
     meta = replace(meta, extra={**meta.extra, "export": record})
     meta.validate(source)
     out = Path(options.out) if options.out else default_out(source, options.fmt, prec)
+    suffix = out.suffix.lower()
+    if options.fmt == "saved_model" and suffix in (".keras", ".tflite", ".onnx"):
+        raise YoloError(f"{out}: saved_model exports are folders, not {suffix} files")
+    if options.fmt != "saved_model" and suffix != _SUFFIX[options.fmt]:
+        raise YoloError(f"{out}: {options.fmt} exports end in {_SUFFIX[options.fmt]}")
     step(f"exporting {source} ({prec}, input {meta.img_size}) to {out}")
     if options.fmt == "saved_model":
         write_saved_model(graph, meta, out, options)
