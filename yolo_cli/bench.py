@@ -131,11 +131,10 @@ def detections_agree(a: Detections, b: Detections) -> bool:
 def yolo_cost(detector) -> tuple[int, int]:
     """``(grid cells × anchors over every head, multiply-adds)`` of one YOLO forward pass (any
     image size: every image is resized to the model's input)."""
-    from yolo_cli.summary import total_macs
-
     size = detector.meta.img_size
     cells = sum(h.grid(size) ** 2 * len(h.anchors) for h in detector.meta.heads)
-    return cells, total_macs(detector.model)
+    macs = detector.macs
+    return cells, float("nan") if macs is None else macs
 
 
 def _read_images(dataset: Dataset, n: int) -> tuple[Dataset, list[np.ndarray]]:
@@ -257,7 +256,9 @@ def run_bench(options: BenchOptions) -> BenchReport:
 
 
 def _si(x: float) -> str:
-    """1234567 → ``1.23 M``."""
+    """1234567 → ``1.23 M``; NaN (not known) → ``–``."""
+    if not np.isfinite(x):
+        return "–"
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if x >= size:
             return f"{x / size:.3g} {unit}"

@@ -45,7 +45,9 @@ class DetectOptions:
     """Everything ``yolo detect`` takes; ``model=None`` is the shipped :data:`yolo_cli.config.DETECT_MODEL`.
 
     method: ``yolo``, or ``window`` / ``conv-window`` with a window classifier as ``model``
-    (:mod:`yolo_cli.baselines.detector`). conf: score (``p_c · P(class)``) threshold.
+    (:mod:`yolo_cli.baselines.detector`); several models are an ensemble and ``augment`` adds
+    the mirrored and rescaled passes (:mod:`yolo_cli.ensemble`). conf: score
+    (``p_c · P(class)``) threshold (``None``: the first model's own, :attr:`ModelMeta.detect_conf`).
     img_size: model input side (``None``: the model's own). classes: keep only these classes,
     by name or id (``None``: all). out: the run folder (module doc). every: take every N-th
     video frame. save: write annotated images and videos, drawn with ``line_width`` (``None``:
@@ -55,9 +57,9 @@ class DetectOptions:
     """
 
     sources: Sequence[str]
-    model: str | None = None
+    model: str | Sequence[str] | None = None
     method: str = "yolo"
-    conf: float = DEFAULTS.conf_threshold
+    conf: float | None = None
     nms_iou: float = DEFAULTS.nms_iou
     max_det: int = DEFAULTS.max_det
     img_size: int | None = None
@@ -75,6 +77,7 @@ class DetectOptions:
     hide_conf: bool = False
     every: int = 1
     timeout: float = DEFAULTS.stream_timeout
+    augment: bool = False
 
     @property
     def writes_folder(self) -> bool:
@@ -180,8 +183,17 @@ def class_filter(classes: Sequence[str] | None, names: Sequence[str], model: Pat
     return np.array(sorted(ids), np.int32)
 
 
-def load_detector(path: Path, options: DetectOptions, device):
-    """The detector of ``options.method`` for ``path``; a YOLO one at ``options.img_size``."""
+def load_detector(paths: Sequence[Path], options: DetectOptions, device):
+    """The detector of ``options.method`` for the model files ``paths`` (YOLO ones at
+    ``options.img_size``), several of them or ``options.augment`` merged
+    (:func:`yolo_cli.ensemble.combine`)."""
+    from yolo_cli.ensemble import combine
+
+    detectors = [_open(path, options, device) for path in paths]
+    return combine(detectors, paths, options.augment, device)
+
+
+def _open(path: Path, options: DetectOptions, device):
     from yolo_cli.baselines.detector import open_detector
     from yolo_cli.device import device_scope
     from yolo_cli.inference import Detector, Thresholds
@@ -224,15 +236,19 @@ def run_detect(
     from yolo_cli.writers import check_output_file
 
     check_options(options)
-    path = model_path(options.model, options.method)
-    keep = class_filter(options.classes, read_meta(path).names, path)
+    models = [options.model] if isinstance(options.model, str | None) else list(options.model)
+    paths = [model_path(m, options.method) for m in models]
+    meta = read_meta(paths[0])
+    if options.conf is None:
+        options = replace(options, conf=meta.detect_conf)
+    keep = class_filter(options.classes, meta.names, paths[0])
     json_path = check_output_file(options.save_json) if options.save_json else None
     place = run_folder(next_out(options.out), TASK) if options.writes_folder else nullcontext()
     summary = DetectSummary()
     folder = None
     try:
         with place as folder:  # made here, before the sources are looked at
-            _detect(options, path, keep, folder, json_path, summary, on_record, on_skip, progress)
+            _detect(options, paths, keep, folder, json_path, summary, on_record, on_skip, progress)
     finally:
         if folder is not None and folder.exists():  # run_folder removed it if left empty
             summary.out_dir = folder
@@ -243,7 +259,7 @@ def run_detect(
 
 def _detect(
     options: DetectOptions,
-    path: Path,
+    paths: list[Path],
     keep: np.ndarray | None,
     folder: Path | None,
     json_path: Path | None,
@@ -271,7 +287,7 @@ def _detect(
         raise YoloError("nothing to detect on: no image or video among the sources")
     device = select_device(options.device)
     summary.device = device.name
-    detector = load_detector(path, options, device)
+    detector = load_detector(paths, options, device)
     names = detector.meta.names
     style = Style(options.line_width, not options.hide_labels, not options.hide_conf)
     writer = None

@@ -161,6 +161,9 @@ def resized_model(model, meta, img_size: int, path):
     from yolo_cli.errors import YoloError
 
     refuse = f"{path}: --img-size {img_size} is unsupported by this model (input {meta.img_size})"
+    if model is None:
+        raise YoloError(f"{refuse}: an exported model runs at its export size; export it again "
+                        f"with --img-size {img_size}")  # fmt: skip
     if img_size % STRIDE or img_size < STRIDE:
         raise YoloError(f"{refuse}: sizes are multiples of {STRIDE}")
     width = meta.extra.get("config", {}).get("width")
