@@ -12,7 +12,7 @@ import click
 
 from yolo_cli import __version__
 from yolo_cli.baselines.detector import METHODS
-from yolo_cli.config import DATASET_FORMATS, DEFAULTS, EXPORT_FORMATS, LIMITS, Range
+from yolo_cli.config import DARKNET_CONF, DATASET_FORMATS, DEFAULTS, EXPORT_FORMATS, LIMITS, Range
 from yolo_cli.device import STRATEGIES
 from yolo_cli.errors import YoloError
 
@@ -736,7 +736,7 @@ def _train_window(options: dict) -> None:
     default=DEFAULTS.eval_conf,
     show_default=True,
     type=click.FloatRange(0, 1),
-    help="p_c threshold (low: mAP needs the whole ranking).",
+    help="Score threshold (low: mAP needs the whole ranking).",
 )
 @nms_iou_option
 @max_det_option
@@ -777,11 +777,11 @@ _PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anyth
 @augment_option
 @click.option(
     "--conf",
-    default=DEFAULTS.conf_threshold,
-    show_default=True,
     type=click.FloatRange(0, 1),
     help="Discard boxes whose score p_c·P(class) is at or below this; labels, --save-conf "
-    "and JSON show that same score.",
+    "and JSON show that same score. Default: the model's own (the course's "
+    f"{DEFAULTS.conf_threshold:g} for models trained here, Darknet's {DARKNET_CONF:g} for "
+    "converted ones such as --model coco).",
 )
 @nms_iou_option
 @max_det_option
@@ -827,7 +827,6 @@ def detect(
     no_save: bool,
     sources: tuple[str, ...],
     model: tuple[str, ...],
-    augment: bool,
     **options,
 ) -> None:
     """Detect objects in images, folders, globs, videos, list files, URLs and cameras.
@@ -852,8 +851,6 @@ def detect(
 
     wanted = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
     options["model"] = list(model) if len(model) > 1 else (model[0] if model else None)
-    if augment or len(model) > 1:  # DetectOptions.augment; several models: yolo_cli.ensemble
-        options["augment"] = augment
 
     bar_shown = []
 
