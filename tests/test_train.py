@@ -181,7 +181,8 @@ def test_hooks_report_the_run_and_the_result_is_typed(scenes64, tmp_path):
     from yolo_cli.train import Outcome, train
 
     recorder = Recorder()
-    cfg = tiny_config(scenes64, tmp_path / "run", num_anchors=1)
+    # one anchor on the course's one grid: objects compete for slots, so collisions happen
+    cfg = tiny_config(scenes64, tmp_path / "run", num_anchors=1, heads=1, assign="best")
     before = asdict(cfg)
     result = train(cfg, recorder.hooks())
     assert asdict(cfg) == before
@@ -237,7 +238,7 @@ def _poisoned(run_dir: Path, layer_weight: str) -> bytes:
 @pytest.mark.parametrize(
     "weight, says",
     [
-        ("head/kernel", "loss is nan at epoch 2, step 1"),
+        ("head_s32/kernel", "loss is nan at epoch 2, step 1"),
         # BatchNorm's moving variance is not used in training mode: the loss stays finite
         # and the weight check before saving catches it
         ("block3_bn/moving_variance", "weight block3_bn/moving_variance is not finite"),

@@ -61,7 +61,7 @@ BAD_VALUES = [
     ("--lambda-obj", "nan"),
     ("--seed", "-1"),
     ("--anchors", "10"),
-    ("--freeze", "8"),
+    ("--freeze", "1001"),
     ("--max-steps", "0"),
     ("--minutes", "nan"),
     ("--minutes", "0"),

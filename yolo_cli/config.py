@@ -19,6 +19,7 @@ class Defaults:
     nms_iou: float = 0.5
     eval_iou: float = 0.5
     eval_conf: float = 0.001
+    eval_batch: int = 8  # yolo eval: images per model call
     max_det: int = 100
     max_boxes: int = 100
     # training augmentation (yolo_cli.data.augment.Augmentation explains each choice):
@@ -46,6 +47,15 @@ class Defaults:
     width: float = 0.5  # channel multiplier of the backbone (1.0: tiny-YOLO's widths)
     patience: int = 0  # yolo train: epochs without a val mAP gain before stopping; 0: off
     board_images: int = 4  # validation images with predictions in TensorBoard, per epoch
+    # the training recipe (yolo_cli.train.recipe; README "Training" says why each)
+    heads: int = 2  # 1: the course's stride-32 grid; 2: strides 16 and 32
+    anchors_per_head: int = 3  # with several heads (one head: num_anchors)
+    loss: str = "iou"  # or "course" (yolo_cli.loss)
+    assign: str = "ratio"  # or "best", the course's (yolo_cli.targets)
+    close_mosaic: int = 10  # last epochs of a run without mosaics (YOLOv8)
+    ema: bool = True  # validate and save a moving average of the weights (YOLOv5's ModelEMA)
+    ema_decay: float = 0.9999
+    ema_tau: float = 2000.0  # steps over which the average's decay ramps up to ema_decay
     warmup_epochs: float = 1.0
     synth_classes: tuple[str, ...] = ("pedestrian", "car", "motorcycle")
     synth_scenes: int = 2000  # the default synthetic dataset
@@ -116,10 +126,13 @@ class Limits:
     lambda_obj: Range = Range(0.0, 1000.0, low_open=True)
     seed: Range = Range(0, 2**32 - 1)  # NumPy's and TensorFlow's seed range
     num_anchors: Range = Range(1, 9)
-    freeze: Range = Range(0, 7)  # backbone blocks (yolo_cli.model.block_names)
+    freeze: Range = Range(0, 1000)  # blocks: this network's 7, or a converted one's layers
     max_steps: Range = Range(1, 10**9)
     minutes: Range = Range(0.0, 525_600.0, low_open=True)  # up to a year
     patience: Range = Range(0, 100_000)  # 0: no early stop
+    heads: Range = Range(1, 3)
+    mosaic: Range = Range(0.0, 1.0)
+    close_mosaic: Range = Range(0, 100_000)
     synth_scenes: Range = Range(1, 1_000_000)
 
 

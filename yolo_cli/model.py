@@ -135,18 +135,65 @@ def _head(x, head, img_size: int, num_classes: int, suffix: str):
 
 
 def freeze_blocks(model, n: int) -> list[str]:
-    """Freeze the first ``n`` backbone blocks (transfer learning); returns the frozen layer names.
+    """Freeze the first ``n`` blocks (transfer learning); returns the frozen layer names.
 
-    BatchNorm layers of frozen blocks run in inference mode (Keras does this for
-    ``trainable = False``), so their statistics stay those of the source model.
+    Blocks are this project's backbone blocks (``block1`` … ``block7``), or for a converted
+    Darknet network its layers by number (``conv0``, ``conv0_bn``, ``maxpool3`` … belong to
+    layers 0, 0, 3: the first ``n`` layers of its cfg). BatchNorm layers of frozen blocks run in
+    inference mode (Keras does this for ``trainable = False``), so their statistics stay those
+    of the source model. Raises ``ValueError`` when the network has fewer than ``n`` blocks.
     """
-    prefixes = tuple(f"{b}_" for b in block_names()[:n])
+    own = [f"{b}_" for b in block_names()]
+    if any(layer.name.startswith(tuple(own)) for layer in model.layers):
+        if n > len(own):
+            raise ValueError(f"--freeze {n}: this network has {len(own)} blocks")
+        blocks = {layer.name: _own_block(layer.name, own) for layer in model.layers}
+    else:
+        blocks = {layer.name: _darknet_layer(layer.name) for layer in model.layers}
+        if n > 1 + max((b for b in blocks.values() if b is not None), default=-1):
+            raise ValueError(f"--freeze {n}: this network has fewer layers")
     frozen = []
     for layer in model.layers:
-        if layer.name.startswith(prefixes):
+        block = blocks[layer.name]
+        if block is not None and block < n:
             layer.trainable = False
             frozen.append(layer.name)
     return frozen
+
+
+def _own_block(name: str, prefixes: list[str]) -> int | None:
+    return next((i for i, p in enumerate(prefixes) if name.startswith(p)), None)
+
+
+def _darknet_layer(name: str) -> int | None:
+    """A converted network's layer number from a layer name (``conv12_bn`` → 12)."""
+    import re
+
+    m = re.match(r"^[a-z]+(\d+)(?:_|$)", name)
+    return int(m.group(1)) if m else None
+
+
+def new_heads(source, meta):
+    """``source``'s network with a new 1×1 head convolution (random) for each of ``meta``'s
+    heads, on the features ``source``'s own head convolution reads: the backbone and neck
+    keep their weights, the heads learn ``meta``'s classes and anchors (transfer learning from
+    a converted model). ``meta.heads`` are matched to ``source``'s outputs by stride."""
+    import keras
+    from keras import layers
+
+    outputs = []
+    for out in source.outputs:
+        grid = out._keras_history.operation  # the Reshape to (S, S, B, 5 + C)
+        conv = grid.input._keras_history.operation  # the head's 1×1 convolution
+        features = conv.input
+        stride = meta.img_size // features.shape[1]
+        head = next(h for h in meta.heads if h.stride == stride)
+        s, b, c = features.shape[1], len(head.anchors), meta.num_classes
+        x = layers.Conv2D(b * (5 + c), 1, name=f"head_s{stride}")(features)
+        outputs.append((stride, layers.Reshape((s, s, b, 5 + c), name=f"grid_s{stride}")(x)))
+    order = {h.stride: k for k, h in enumerate(meta.heads)}
+    outputs.sort(key=lambda so: order[so[0]])
+    return keras.Model(source.input, [o for _, o in outputs], name=source.name)
 
 
 def resized_model(model, meta, img_size: int, path):

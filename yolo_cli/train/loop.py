@@ -31,7 +31,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -50,6 +50,7 @@ from yolo_cli.train.checkpoint import (
     remove_stale_temporaries,
     write_checkpoint,
 )
+from yolo_cli.train.ema import WeightAverage
 from yolo_cli.train.logs import Board, write_history
 from yolo_cli.train.options import TrainConfig
 
@@ -178,7 +179,7 @@ class StopSignals:
         return Outcome.TERMINATED if self.signum == signal.SIGTERM else Outcome.INTERRUPTED
 
 
-def _make_train_step(model, optimizer, loss_fn, strategy, global_batch: int):
+def _make_train_step(model, optimizer, loss_fn, strategy, global_batch: int, average=None):
     import tensorflow as tf
 
     from yolo_cli.modelfile import model_outputs
@@ -197,6 +198,8 @@ def _make_train_step(model, optimizer, loss_fn, strategy, global_batch: int):
     @tf.function
     def step(images, targets):
         loss, parts = strategy.run(replica_step, args=(images, targets))
+        if average is not None:
+            average.update()
         reduce = tf.distribute.ReduceOp.SUM
         return strategy.reduce(reduce, loss, axis=None), {
             k: strategy.reduce(reduce, v, axis=None) for k, v in parts.items()
@@ -247,13 +250,15 @@ class Trainer:
         loss_fn,
         augmentation,
         skip: Callable[[str], None],
+        average=None,
     ):
         self.cfg, self.meta, self.strategy = cfg, meta, strategy
         self.train_set, self.val_set = train_set, val_set
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.augmentation = augmentation
         self.skip = skip
-        self._train_step = _make_train_step(model, optimizer, loss_fn, strategy, cfg.batch)
+        self.average = average
+        self._train_step = _make_train_step(model, optimizer, loss_fn, strategy, cfg.batch, average)
         self._val_step = _make_val_step(model, loss_fn)
         self._stream: Iterator | None = None
         self._stream_end = 0
@@ -293,6 +298,7 @@ class Trainer:
                 epochs=epochs - epoch,
                 batches_per_epoch=self.steps_per_epoch(),
                 drop_remainder=True,
+                planned=epochs,
             )
             self._stream = iter(self.strategy.experimental_distribute_dataset(ds.skip(step)))
             self._stream_end = epochs
@@ -311,10 +317,19 @@ class Trainer:
                 return v.path
         return None
 
+    def deployed(self):
+        """A ``with`` block in which the network holds the weights to validate and deploy:
+        the moving averages (:mod:`yolo_cli.train.ema`) when the run keeps them."""
+        return self.average.applied() if self.average is not None else nullcontext()
+
     def validate(self, stopping: Callable[[], bool]) -> Validation | None:
         """Validation loss per image and mAP@0.5 (COCO-style AP, detections at the eval
-        threshold); ``None`` when ``stopping()`` turned true on the way. Unreadable images are
-        skipped (reported through ``skip``)."""
+        threshold) of the deployed weights (:meth:`deployed`); ``None`` when ``stopping()``
+        turned true on the way. Unreadable images are skipped (reported through ``skip``)."""
+        with self.deployed():
+            return self._validate(stopping)
+
+    def _validate(self, stopping: Callable[[], bool]) -> Validation | None:
         from yolo_cli.data.image import read_image
         from yolo_cli.inference import Detector, Thresholds
         from yolo_cli.metrics import evaluate
@@ -361,7 +376,8 @@ class Trainer:
     def save_best(self, run_dir: Path) -> None:
         from yolo_cli.modelfile import save_model
 
-        save_model(self.model, run_dir / BEST, self.meta, include_optimizer=False)
+        with self.deployed():
+            save_model(self.model, run_dir / BEST, self.meta, include_optimizer=False)
 
     def save_checkpoint(self, run_dir: Path, state: RunState) -> None:
         write_checkpoint(run_dir / CHECKPOINT, self.model, self.meta, state)
@@ -415,7 +431,7 @@ def build_trainer(
     import keras
 
     from yolo_cli.device import select_device, select_strategy
-    from yolo_cli.modelfile import load_model
+    from yolo_cli.modelfile import load_model, model_path, read_meta
 
     strategy = select_strategy(cfg.strategy, select_device(cfg.device))
     keras.utils.set_random_seed(cfg.seed)
@@ -424,8 +440,9 @@ def build_trainer(
         hooks.on_problem(line)
     if cfg.patience and len(val_set) == 0:
         raise YoloError(f"{train_set.root}: --patience needs a val split, and there is none")
-    source = None
+    source = source_meta = None
     if checkpoint is not None:
+        cfg = replace(cfg, img_size=checkpoint[1].img_size)
         meta = replace(checkpoint[1], extra={**checkpoint[1].extra, "config": asdict(cfg)})
         if meta.names != list(train_set.names):
             raise YoloError(
@@ -433,9 +450,10 @@ def build_trainer(
                 f"{meta.names}"
             )
     else:
-        source_meta = None
         if cfg.weights:
-            source, source_meta = load_model(cfg.weights)
+            source_path = model_path(cfg.weights)
+            source_meta = read_meta(source_path)
+        cfg = replace(cfg, img_size=recipe.input_size(cfg, source_meta))
         heads, line = recipe.plan_heads(cfg, train_set, source_meta)
         if line:
             hooks.on_notice(line)
@@ -447,10 +465,13 @@ def build_trainer(
             extra={"config": asdict(cfg)},
         )
     with strategy.scope():
-        model, copied = recipe.build_network(cfg, meta, source)
+        if source_meta is not None:
+            source, _ = load_model(source_path)
+        model, copied = recipe.build_network(cfg, meta, source, source_meta)
         optimizer = keras.optimizers.Adam(cfg.lr)
         model.compile(optimizer=optimizer)
         optimizer.build(model.trainable_variables)
+        average = WeightAverage(model, optimizer) if cfg.ema else None
     if source is not None:
         hooks.on_notice(f"initialised {copied} layers from {cfg.weights}")
     if checkpoint is not None:
@@ -470,6 +491,7 @@ def build_trainer(
         recipe.build_loss(cfg, meta),
         recipe.augmentation(cfg, train_set),
         skip or hooks.on_problem,
+        average,
     )
 
 
@@ -592,7 +614,9 @@ def _session(
         try:
             trainer = build_trainer(cfg, hooks, checkpoint, skips)
             if checkpoint is None:
-                state.dropped_boxes = list(recipe.dropped_boxes(trainer.train_set, trainer.meta))
+                state.dropped_boxes = list(
+                    recipe.dropped_boxes(trainer.train_set, trainer.meta, trainer.cfg)
+                )
             signals.arm()
         except _SetupStopped:
             detail = "stopped before training began; nothing new saved"

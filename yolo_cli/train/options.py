@@ -13,28 +13,43 @@ from pathlib import Path
 
 from yolo_cli.config import DEFAULTS, LIMITS
 from yolo_cli.errors import YoloError
+from yolo_cli.loss import LOSSES
+from yolo_cli.targets import RULES
 
 # command-line spellings of the fields whose option name is not the field's own
 _OPTION_NAMES = {"num_anchors": "--anchors", "synth_n": "synth_n"}
-_INTS = ("num_anchors", "epochs", "batch", "seed", "freeze", "synth_n", "max_steps", "patience")
-_FLOATS = ("lr", "warmup_epochs", "width", "lambda_obj", "minutes")
-_OPTIONAL = ("max_steps", "minutes")
+_INTS = (
+    "num_anchors", "epochs", "batch", "seed", "freeze", "synth_n", "max_steps", "patience",
+    "heads", "close_mosaic",
+)  # fmt: skip
+_FLOATS = ("lr", "warmup_epochs", "width", "lambda_obj", "minutes", "mosaic")
+_OPTIONAL = ("max_steps", "minutes", "num_anchors")
+_CHOICES = {"loss": LOSSES, "assign": RULES}
 _RANGES = {"synth_n": LIMITS.synth_scenes}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything ``yolo train`` takes. ``data=None`` means the synthetic street scenes
-    (``synth_n`` of them). ``max_steps`` caps the steps of an epoch (quick checks);
+    (``synth_n`` of them); ``img_size`` ``None`` is the ``weights`` model's input size, else
+    :data:`DEFAULTS.img_size`. ``max_steps`` caps the steps of an epoch (quick checks);
     ``minutes`` is a wall-clock budget that re-plans the epoch count after every epoch;
     ``patience`` stops the run when val mAP@0.5 has not improved for that many epochs (0: off).
+
+    The recipe (:mod:`yolo_cli.train.recipe`): ``heads`` grids (1: the course's stride 32; 2:
+    strides 16 and 32; 3: 8, 16, 32) sharing ``num_anchors`` k-means anchors (``None``: 5 for
+    one grid, 3 a head for several); ``loss`` ``course`` or ``iou`` (:mod:`yolo_cli.loss`);
+    ``assign`` ``best`` or ``ratio`` (:mod:`yolo_cli.targets`); ``mosaic`` the share of training
+    images made a mosaic of four, off for the last ``close_mosaic`` epochs; ``ema`` validates and
+    saves an exponential moving average of the weights. ``lambda_obj`` weighs the course
+    loss's assigned p_c error.
     """
 
     data: str | None = None
     out: str | None = None
-    num_anchors: int = DEFAULTS.num_anchors
+    num_anchors: int | None = None
     epochs: int = DEFAULTS.epochs
-    img_size: int = DEFAULTS.img_size
+    img_size: int | None = None
     batch: int = DEFAULTS.batch
     lr: float = DEFAULTS.lr
     warmup_epochs: float = DEFAULTS.warmup_epochs
@@ -50,6 +65,12 @@ class TrainConfig:
     max_steps: int | None = None
     minutes: float | None = None
     patience: int = DEFAULTS.patience
+    heads: int = DEFAULTS.heads
+    loss: str = DEFAULTS.loss
+    assign: str = DEFAULTS.assign
+    mosaic: float = DEFAULTS.mosaic_p
+    close_mosaic: int = DEFAULTS.close_mosaic
+    ema: bool = DEFAULTS.ema
 
     def __post_init__(self):
         for name in ("data", "out", "weights"):
@@ -76,7 +97,7 @@ def check_config(cfg: TrainConfig) -> None:
         _check_number(name, value, name in _INTS)
     lo, hi = LIMITS.img_size
     size = cfg.img_size
-    if not _is_int(size) or not lo <= size <= hi or size % DEFAULTS.stride:
+    if size is not None and not _is_int(size) or not lo <= size <= hi or size % DEFAULTS.stride:
         raise YoloError(
             f"--img-size {size!r}: expected a multiple of {DEFAULTS.stride} in {lo}..{hi}"
         )
@@ -84,8 +105,14 @@ def check_config(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if value is not None and (not isinstance(value, str) or not value):
             raise YoloError(f"{option_name(name)} {value!r}: expected a path")
-    if not isinstance(cfg.augment, bool):
-        raise YoloError(f"augment {cfg.augment!r}: expected true or false")
+    for name in ("augment", "ema"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise YoloError(f"{name} {getattr(cfg, name)!r}: expected true or false")
+    for name, choices in _CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            raise YoloError(
+                f"{option_name(name)} {getattr(cfg, name)!r}: expected one of {'|'.join(choices)}"
+            )
     if not isinstance(cfg.device, str):
         raise YoloError(f"--device {cfg.device!r}: expected a device name")
     parse_device(cfg.device)

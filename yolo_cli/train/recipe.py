@@ -36,42 +36,100 @@ def scaled_box_shapes(dataset, img_size: int) -> np.ndarray:
     return np.concatenate(shapes) if shapes else np.zeros((0, 2), np.float32)
 
 
+def input_size(cfg, source: ModelMeta | None) -> int:
+    """The run's input side: ``cfg.img_size``, else the ``source`` model's, else the default.
+    A converted ``source`` keeps its own (its graph is built for it)."""
+    if source is not None and not _is_own(source):
+        if cfg.img_size not in (None, source.img_size):
+            raise YoloError(
+                f"--img-size {cfg.img_size}: {cfg.weights} is a converted network built for "
+                f"{source.img_size} px; training from it runs at that size"
+            )
+        return source.img_size
+    if cfg.img_size is not None:
+        return cfg.img_size
+    return source.img_size if source is not None else DEFAULTS.img_size
+
+
+HEAD_STRIDES = {1: (32,), 2: (16, 32), 3: (8, 16, 32)}  # heads → their strides, finest first
+
+
+def anchors_per_head(cfg, n_heads: int) -> list[int]:
+    """How many of the run's anchors each head gets: ``cfg.num_anchors`` split as evenly as
+    possible, finer heads first (default: 5 for one grid, 3 a head for several)."""
+    total = cfg.num_anchors or (
+        DEFAULTS.num_anchors if n_heads == 1 else DEFAULTS.anchors_per_head * n_heads
+    )
+    if total < n_heads:
+        raise YoloError(f"--anchors {total}: {n_heads} heads need at least one anchor each")
+    return [len(part) for part in np.array_split(np.arange(total), n_heads)]
+
+
 def plan_heads(cfg, train_set, source: ModelMeta | None = None) -> tuple[list[Head], str | None]:
-    """The model's heads: one grid of stride 32 whose ``cfg.num_anchors`` anchors are the
-    k-means shapes of the training boxes, or the ``source`` model's when it was trained at
-    the same size with as many anchors. Returns the heads and a line saying how the anchors
-    were chosen (``None`` when they came from ``source``). Raises :class:`YoloError` when the
-    split has fewer boxes than anchors.
+    """The model's heads and their anchors.
+
+    Strides: :data:`HEAD_STRIDES` of ``cfg.heads`` for this project's network, the ``source``
+    network's own when it is converted (its heads are rebuilt for these classes). Anchors:
+    k-means on the training boxes at the input size, sorted by area, the smallest to the finest
+    head; a ``source`` of this project's network trained at the same size with the same heads
+    lends its own. ``scale_xy`` 2 under the ``ratio`` rule (its neighbour cells' offsets reach
+    half a cell out), else 1. Returns the heads and a line saying how the anchors were chosen
+    (``None`` when they came from ``source``). Raises :class:`YoloError` when the split has
+    fewer boxes than anchors.
     """
     from yolo_cli.anchors import kmeans_anchors
 
-    if source is not None:
-        anchors = source.heads[0].anchors
-        if len(anchors) == cfg.num_anchors and source.img_size == cfg.img_size:
-            return [Head(DEFAULTS.stride, anchors)], None
+    scale = 2.0 if cfg.assign == "ratio" else 1.0
+    strides = (
+        HEAD_STRIDES[cfg.heads]
+        if source is None or _is_own(source)
+        else sorted(h.stride for h in source.heads)
+    )
+    counts = anchors_per_head(cfg, len(strides))
+    if source is not None and _is_own(source) and source.img_size == cfg.img_size:
+        if [(h.stride, len(h.anchors)) for h in source.heads] == list(zip(strides, counts)):
+            return [Head(h.stride, h.anchors, scale) for h in source.heads], None
     shapes = scaled_box_shapes(train_set, cfg.img_size)
-    if len(shapes) < cfg.num_anchors:
+    if len(shapes) < sum(counts):
         raise YoloError(
             f"{train_set.root}: {len(shapes)} boxes in the train split are too few "
-            f"for {cfg.num_anchors} anchors"
+            f"for {sum(counts)} anchors"
         )
-    anchors, mean_iou = kmeans_anchors(shapes, cfg.num_anchors, seed=cfg.seed)
+    anchors, mean_iou = kmeans_anchors(shapes, sum(counts), seed=cfg.seed)
     anchors = anchors.round(3)
     shown = ", ".join(f"{w:.0f}×{h:.0f}" for w, h in anchors)
     line = f"anchors (k-means on {len(shapes)} boxes, mean best IoU {mean_iou:.3f}): {shown}"
-    return [Head(DEFAULTS.stride, anchors.tolist())], line
+    split = np.split(anchors, np.cumsum(counts)[:-1])
+    return [Head(st, a.tolist(), scale) for st, a in zip(strides, split)], line
 
 
-def build_network(cfg, meta: ModelMeta, source=None):
-    """The uncompiled Keras network for ``meta``; with ``source`` (a Keras model), every layer
-    whose name and weight shapes agree starts from its weights; the first ``cfg.freeze``
-    backbone blocks are frozen. Returns ``(model, layers copied from source)``."""
-    from yolo_cli.model import build_model, freeze_blocks
+def _is_own(meta: ModelMeta) -> bool:
+    """Whether a model file holds this project's network (trained here), not a converted one."""
+    return "config" in meta.extra
 
-    model = build_model(meta.num_classes, meta.heads, cfg.img_size, width=cfg.width)
-    copied = _transfer_weights(model, source) if source is not None else 0
+
+def build_network(cfg, meta: ModelMeta, source=None, source_meta: ModelMeta | None = None):
+    """The uncompiled Keras network for ``meta``; returns ``(model, layers copied)``.
+
+    With ``source`` (a Keras model) of this project's network, every layer whose name and
+    weight shapes agree starts from its weights. A converted ``source`` (a Darknet model) keeps
+    its whole graph — backbone and neck — with new heads for ``meta``'s classes and anchors
+    (:func:`yolo_cli.model.new_heads`). The first ``cfg.freeze`` blocks are frozen
+    (:func:`yolo_cli.model.freeze_blocks`), BatchNorm with them.
+    """
+    from yolo_cli.model import build_model, freeze_blocks, new_heads
+
+    if source is not None and source_meta is not None and not _is_own(source_meta):
+        model = new_heads(source, meta)
+        copied = sum(1 for layer in model.layers if layer.weights) - len(meta.heads)
+    else:
+        model = build_model(meta.num_classes, meta.heads, cfg.img_size, width=cfg.width)
+        copied = _transfer_weights(model, source) if source is not None else 0
     if cfg.freeze:
-        freeze_blocks(model, cfg.freeze)
+        try:
+            freeze_blocks(model, cfg.freeze)
+        except ValueError as e:
+            raise YoloError(str(e)) from None
     return model, copied
 
 
@@ -90,11 +148,13 @@ def _transfer_weights(model, source) -> int:
 
 
 def build_loss(cfg, meta: ModelMeta) -> Callable:
-    """The course's loss (:class:`yolo_cli.loss.YoloLoss`) as ``(targets, raws) →
-    (per_image (B,), parts)``; ``targets`` as :func:`batches` yields them."""
-    from yolo_cli.loss import YoloLoss
+    """The run's loss (:func:`yolo_cli.loss.make_loss`: ``cfg.loss``, the course's weighing
+    its assigned p_c error by ``cfg.lambda_obj``) as ``(targets, raws) → (per_image (B,),
+    parts)``; ``targets`` as :func:`batches` yields them."""
+    from yolo_cli.loss import make_loss
 
-    loss = YoloLoss(meta.heads, cfg.img_size, meta.class_activation, lambda_obj=cfg.lambda_obj)
+    weights = {"lambda_obj": cfg.lambda_obj} if cfg.loss == "course" else {}
+    loss = make_loss(cfg.loss, meta.heads, cfg.img_size, meta.class_activation, **weights)
 
     def loss_fn(targets, raws):
         return loss(list(targets["grids"]), targets["boxes"], raws)
@@ -110,7 +170,7 @@ def augmentation(cfg, train_set):
     from yolo_cli.data.augment import Augmentation
     from yolo_cli.data.pipeline import dataset_colour_basis
 
-    return Augmentation(pca=dataset_colour_basis(train_set))
+    return Augmentation(pca=dataset_colour_basis(train_set), mosaic_p=cfg.mosaic)
 
 
 def batches(
@@ -124,11 +184,13 @@ def batches(
     epochs: int = 1,
     batches_per_epoch: int | None = None,
     drop_remainder: bool = False,
+    planned: int | None = None,
 ):
     """Epochs ``epoch … epoch + epochs − 1`` of ``dataset`` as one ``tf.data.Dataset`` of
     ``(images (B, S, S, 3) float32, {"grids": one per head, "boxes"})`` batches of ``cfg.batch``
-    (:func:`yolo_cli.data.pipeline.make_dataset`); an epoch's order and augmentation depend
-    only on ``(cfg.seed, epoch)``."""
+    (:func:`yolo_cli.data.pipeline.make_dataset`, targets by ``cfg.assign``); an epoch's order
+    and augmentation depend only on ``(cfg.seed, epoch)``. Mosaics stop ``cfg.close_mosaic``
+    epochs before the ``planned`` epoch count."""
     from yolo_cli.data.pipeline import make_dataset
 
     return make_dataset(
@@ -144,15 +206,17 @@ def batches(
         params=params,
         epochs=epochs,
         batches_per_epoch=batches_per_epoch,
+        rule=cfg.assign,
+        mosaic_until_epoch=None if planned is None else planned - cfg.close_mosaic,
     )
 
 
-def dropped_boxes(train_set, meta: ModelMeta) -> tuple[int, int]:
-    """``(dropped, total)``: training boxes the target encoding drops because every anchor of
-    their cell is taken (on the plain letterbox path; no image is read)."""
+def dropped_boxes(train_set, meta: ModelMeta, cfg) -> tuple[int, int]:
+    """``(dropped, total)``: training boxes the target encoding cannot place, every slot they
+    may take held by a larger box (on the plain letterbox path; no image is read)."""
     from yolo_cli.data.pipeline import collision_count
 
-    return collision_count(train_set, meta.heads, meta.img_size, meta.num_classes)
+    return collision_count(train_set, meta.heads, meta.img_size, meta.num_classes, rule=cfg.assign)
 
 
 def learning_rate(step: int, steps_per_epoch: int, epochs: int, cfg) -> float:
