@@ -94,10 +94,13 @@ def test_train_window_writes_window_models_and_reports_held_out_accuracy(window_
 
 def test_train_window_refuses_yolo_only_options(tmp_path, dataset):
     result = run(
-        "train", "--method", "window", "--data", dataset, "--anchors", 3, "--out", tmp_path / "r"
-    )
+        "train", "--method", "window", "--data", dataset, "--num-anchors", 3,
+        "--out", tmp_path / "r",
+    )  # fmt: skip
     assert result.exit_code == 2
-    assert result.stderr.strip() == "error: --method window: --anchors apply to YOLO training only"
+    assert result.stderr.strip() == (
+        "error: --method window: --num-anchors apply to YOLO training only"
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -183,8 +186,8 @@ def table_rows(output: str) -> dict[str, list[str]]:
 
 def test_bench_prints_three_methods_and_the_agreement(dataset, window_model, yolo_model):
     result = run(
-        "bench", "--data", dataset, "--split", "train", "--yolo-model", yolo_model,
-        "--window-model", window_model, "--n-images", 3, "--device", "cpu",
+        "bench", "--data", dataset, "--split", "train", "--model", yolo_model,
+        "--model", window_model, "--n-images", 3, "--device", "cpu",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"3 images of {dataset} (train, 128×128)")
@@ -201,26 +204,30 @@ def test_bench_prints_three_methods_and_the_agreement(dataset, window_model, yol
     assert "window and conv-window detections agree on all 3 images" in result.stdout
 
 
-def test_bench_refuses_missing_and_swapped_models_before_running(
+def test_bench_tells_its_models_apart_and_refuses_a_wrong_pair_before_running(
     tmp_path, dataset, window_model, yolo_model
 ):
-    result = run("bench", "--yolo-model", yolo_model)
-    assert result.exit_code == 2
-    assert result.stderr.strip() == (
-        "error: --window-model: needed; train one with `yolo train --method window` "
-        "and pass its best.keras"
-    )
     missing = tmp_path / "missing.keras"
-    for yolo, window, message in [
-        (missing, window_model, f"error: {missing}: model file not found"),
-        (window_model, window_model, f"error: {window_model}: a 'window' model; --yolo-model"),
-        (yolo_model, yolo_model, f"error: {yolo_model}: a 'yolo' model; --window-model"),
+    wanted = (
+        "error: --model: expected one window classifier (`yolo train --method window` makes "
+        "one) and at most one YOLO model; got "
+    )
+    for models, message in [
+        ([yolo_model], f"{wanted}0 and 1"),
+        ([window_model, window_model], f"{wanted}2 and 0"),
+        ([yolo_model, yolo_model, window_model], f"{wanted}1 and 2"),
+        ([missing, window_model], f"error: {missing}: model file not found"),
     ]:
-        result = run(
-            "bench", "--data", dataset, "--yolo-model", yolo, "--window-model", window
-        )  # fmt: skip
-        assert result.exit_code == 2
-        assert result.stderr.startswith(message)
+        args = [a for m in models for a in ("--model", m)]
+        result = run("bench", "--data", dataset, *args)
+        assert (result.exit_code, result.stderr.strip()) == (2, message)
+    # the older spellings name the same files, told apart the same way
+    result = run(
+        "bench", "--data", dataset, "--yolo-model", window_model, "--window-model", yolo_model,
+        "--n-images", 1, "--device", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert list(table_rows(result.stdout)) == ["window", "conv-window", "yolo"]
 
 
 # --- the bench's measures ---------------------------------------------------------------------

@@ -29,13 +29,13 @@ def test_help_and_version_do_not_import_tensorflow():
 
 def test_user_error_is_one_line_and_status_2(tmp_path):
     missing = tmp_path / "nope.keras"
-    result = CliRunner().invoke(cli, ["info", str(missing)])
+    result = CliRunner().invoke(cli, ["info", "--model", str(missing)])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: {missing}: model file not found"
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    result = CliRunner().invoke(cli, ["--debug", "info", str(tmp_path / "nope.keras")])
+    result = CliRunner().invoke(cli, ["--debug", "info", "--model", str(tmp_path / "nope.keras")])
     assert isinstance(result.exception, YoloError)
 
 

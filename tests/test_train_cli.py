@@ -60,7 +60,7 @@ BAD_VALUES = [
     ("--lambda-obj", "0"),
     ("--lambda-obj", "nan"),
     ("--seed", "-1"),
-    ("--anchors", "10"),
+    ("--num-anchors", "10"),
     ("--freeze", "1001"),
     ("--max-steps", "0"),
     ("--minutes", "nan"),
@@ -78,7 +78,7 @@ def test_out_of_range_options_are_refused_before_any_work(tmp_path, monkeypatch,
     assert list(tmp_path.iterdir()) == []
 
 
-FIELDS = {"--anchors": "num_anchors", "--lambda-obj": "lambda_obj", "--img-size": "img_size"}
+FIELDS = {"--lambda-obj": "lambda_obj", "--img-size": "img_size"}
 
 
 @pytest.mark.parametrize("option, value", BAD_VALUES)

@@ -48,11 +48,10 @@ def tiny_config(data, out=None, **kw):
 
 def cli_args(options: dict) -> list[str]:
     """``yolo train`` arguments for :func:`tiny_options`-style fields."""
-    flags = {"num_anchors": "--anchors"}
     args = ["train"]
     for k, v in options.items():
         if v is not None:
-            args += [flags.get(k, "--" + k.replace("_", "-")), str(v)]
+            args += ["--" + k.replace("_", "-"), str(v)]
     return args
 
 

@@ -24,7 +24,10 @@ import os
 
 __version__ = "0.1.0"
 
-# TensorFlow's C++ start-up chatter (CUDA probes, CPU feature notes) is noise on a user's terminal.
+# TensorFlow's C++ log lines (CUDA probes, CPU feature notes) are noise on a user's terminal.
+# Those its libraries print while loading, before they read this, the CLI filters to the same
+# level (yolo_cli.nativelog); `yolo --debug` shows them all. oneDNN stays on (turning it off
+# would silence its notice but change speed and numerics).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 

@@ -1,20 +1,147 @@
-"""The ``yolo`` command: a click group whose subcommands parse options and call one library
-function each. Library modules (and TensorFlow) are imported inside the commands so that
-``yolo --help`` stays fast."""
+"""The ``yolo`` command, also installed as ``yolo-cli`` (ultralytics installs a ``yolo`` too): a
+click group whose subcommands parse options and call one library function each. Library modules
+(and TensorFlow) are imported inside the commands so that ``yolo --help`` stays fast.
+
+One spelling per idea in every command (tests/test_cli_consistency.py keeps the table): a
+dataset read is ``--data``, a model ``--model`` (a file or a shipped model's name), a path
+written ``--out``, the input side ``--img-size``. Older spellings and ultralytics' are accepted
+without showing in ``--help``: options' ``aliases`` and :class:`_Positional` arguments.
+``--debug`` and ``--quiet`` go before or after the subcommand's name."""
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
+import warnings
 
 import click
 
 from yolo_cli import __version__
 from yolo_cli.baselines.detector import METHODS
-from yolo_cli.config import DARKNET_CONF, DATASET_FORMATS, DEFAULTS, EXPORT_FORMATS, LIMITS, Range
+from yolo_cli.config import (
+    DARKNET_CONF,
+    DATASET_FORMATS,
+    DEFAULTS,
+    DETECT_MODEL,
+    EVAL_MODEL,
+    EXPORT_FORMATS,
+    LIMITS,
+    MODELS_DIR,
+    SHIPPED_MODELS,
+    Range,
+)
 from yolo_cli.device import STRATEGIES
 from yolo_cli.errors import YoloError
+
+
+class _Option(click.Option):
+    """An option that also accepts ``aliases`` (older spellings, ultralytics' ones), which
+    neither ``--help`` nor error messages show."""
+
+    def __init__(self, param_decls, aliases: tuple[str, ...] = (), **attrs):
+        super().__init__([*param_decls, *aliases], **attrs)
+        self.aliases = tuple(aliases)
+
+    def shown_opts(self) -> list[str]:
+        return [opt for opt in self.opts if opt not in self.aliases]
+
+    def get_help_record(self, ctx):
+        opts, self.opts = self.opts, self.shown_opts()
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = opts
+
+    def get_error_hint(self, ctx) -> str:
+        return " / ".join(f"'{opt}'" for opt in self.shown_opts())
+
+
+def option(*param_decls: str, aliases: tuple[str, ...] = (), positional: bool = False, **attrs):
+    """``click.option`` with hidden ``aliases``; with ``positional``, the value may also come as
+    a hidden positional argument (``required`` then holds for the two together)."""
+    if not positional:
+        return click.option(*param_decls, cls=_Option, aliases=aliases, **attrs)
+    required = attrs.pop("required", False)
+    if required:
+        attrs["help"] += "  [required]"
+    name = next(
+        (d for d in param_decls if d.isidentifier()), param_decls[0].lstrip("-").replace("-", "_")
+    )
+
+    def decorate(f):
+        f = click.option(*param_decls, cls=_Option, aliases=aliases, **attrs)(f)
+        return click.argument(
+            f"{name}_positional", cls=_Positional, option=name, required=required
+        )(f)
+
+    return decorate
+
+
+class _Positional(click.Argument):
+    """The positional spelling of the option named ``option`` (``yolo info M`` is ``yolo info
+    --model M``), accepted but shown nowhere; with ``required``, one of the two must be given."""
+
+    def __init__(self, param_decls, option: str, required: bool = False, **attrs):
+        super().__init__(param_decls, required=False, **attrs)
+        self.option = option
+        self.option_required = required
+
+    def get_usage_pieces(self, ctx) -> list[str]:
+        return []
+
+    def merge(self, ctx: click.Context) -> None:
+        """Move the positional value (if any) into ``ctx.params[self.option]``."""
+        value = ctx.params.pop(self.name, None)
+        param = next(p for p in ctx.command.params if p.name == self.option)
+        if value is None:
+            if self.option_required and ctx.params.get(self.option) is None:
+                raise click.MissingParameter(ctx=ctx, param=param)
+            return
+        if ctx.params.get(self.option) is not None:
+            raise click.UsageError(f"{param.opts[0]} given twice; give {value!r} once", ctx)
+        ctx.params[self.option] = value
+
+
+# --debug and --quiet: flags of the group and of every command, so that they work before and
+# after the subcommand's name; they land in the root context's meta
+_DEBUG, _QUIET = "yolo_cli.debug", "yolo_cli.quiet"
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().meta[_DEBUG if param.name == "debug" else _QUIET] = True
+
+
+def _verbosity_options() -> list[click.Option]:
+    return [
+        click.Option(
+            ["--debug"],
+            is_flag=True,
+            expose_value=False,
+            callback=_remember,
+            help="Show tracebacks, debug logs and TensorFlow's start-up lines.",
+        ),
+        click.Option(
+            ["--quiet"],
+            is_flag=True,
+            expose_value=False,
+            callback=_remember,
+            help="No notices and no per-file skip lines (errors and the summary still show).",
+        ),
+    ]
+
+
+def _quiet() -> bool:
+    return bool(click.get_current_context().find_root().meta.get(_QUIET))
+
+
+def _note(line: str) -> None:
+    """A notice or a per-file skip line on stderr (``--quiet`` drops it)."""
+    if not _quiet():
+        click.echo(line, err=True)
+
 
 # Options that several commands share, spelled once.
 device_option = click.option(
@@ -23,13 +150,85 @@ device_option = click.option(
     show_default=True,
     help="auto|cpu|gpu|gpu:N; N alone is gpu:N (ultralytics' --device 0).",
 )
-models_option = click.option(
-    "--model",
-    type=click.Path(),
+
+
+def _model_help(default: str | None) -> str:
+    """``--model``'s help: a file or a shipped model's name, and the default one."""
+    names = ", ".join(SHIPPED_MODELS)
+    shipped = f"Model file, or a shipped model's name ({names})"
+    if default is None:
+        return f"{shipped}."
+    path = MODELS_DIR.name + "/" + SHIPPED_MODELS[default]
+    return f"{shipped}. Default: {default} ({path})."
+
+
+def model_option(
+    default: str | None = DETECT_MODEL,
+    help: str = "",
+    multiple: bool = False,
+    positional: bool = False,
+):
+    """``--model``: a model file or a shipped model's name; ``help`` goes after what it takes."""
+    return option(
+        "--model",
+        positional=positional,
+        type=click.Path(),
+        multiple=multiple,
+        metavar="MODEL",
+        help=f"{_model_help(default)} {help}".strip(),
+    )
+
+
+models_option = model_option(
+    default=DETECT_MODEL,
     multiple=True,
-    help="Model file (default models/default.keras). Repeat for an ensemble, merged by "
-    "weighted boxes fusion.",
+    help="Repeat for an ensemble, merged by weighted boxes fusion.",
 )
+
+
+def data_option(help: str, required: bool = False, positional: bool = False):
+    """``--data``: a dataset read (VOC, COCO or YOLO txt)."""
+    return option(
+        "--data",
+        positional=positional,
+        type=click.Path(),
+        metavar="DATASET",
+        required=required,
+        help=help,
+    )
+
+
+def out_option(help: str, required: bool = False, positional: bool = False, file_okay: bool = True):
+    """``--out``: what a command writes."""
+    return option(
+        "--out",
+        positional=positional,
+        type=click.Path(file_okay=file_okay),
+        required=required,
+        help=help,
+    )
+
+
+def split_option(default: str | None, help: str):
+    """``--split``: train, val, test or all."""
+    return option("--split", default=default, show_default=default is not None, help=help)
+
+
+def seed_option(help: str):
+    return option(
+        "--seed",
+        default=DEFAULTS.seed,
+        show_default=True,
+        type=_int_range(LIMITS.seed),
+        help=help,
+    )
+
+
+def num_anchors_option(*name: str, **attrs):
+    """``--num-anchors`` (``--anchors`` and ``--k`` accepted); ``name``: the parameter's."""
+    return option("--num-anchors", *name, aliases=("--anchors", "--k"), **attrs)
+
+
 augment_option = click.option(
     "--augment",
     is_flag=True,
@@ -43,10 +242,19 @@ method_option = click.option(
     help="Detector: YOLO, or a window classifier (--model) slid naively or convolutionally.",
 )
 nms_iou_option = click.option(
-    "--nms-iou", default=DEFAULTS.nms_iou, show_default=True, type=click.FloatRange(0, 1)
+    "--nms-iou",
+    default=DEFAULTS.nms_iou,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Non-max suppression: a box whose IoU with a better one of its class exceeds this "
+    "is dropped.",
 )
 max_det_option = click.option(
-    "--max-det", default=DEFAULTS.max_det, show_default=True, type=click.IntRange(1)
+    "--max-det",
+    default=DEFAULTS.max_det,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Keep at most this many detections per image, best first.",
 )
 
 
@@ -84,11 +292,15 @@ class _ImageSize(click.IntRange):
 
 
 def img_size_option(
-    default: int | None = DEFAULTS.img_size, help: str = "Model input side in pixels."
+    default: int | None = DEFAULTS.img_size,
+    help: str = "Model input side in pixels.",
+    aliases: tuple[str, ...] = (),
 ):
-    """``--img-size``: a multiple of 32 in 32…4096; ``default=None`` for "the model's own"."""
-    return click.option(
+    """``--img-size`` (ultralytics' ``--imgsz`` accepted): a multiple of 32 in 32…4096;
+    ``default=None`` for "the model's own"."""
+    return option(
         "--img-size",
+        aliases=("--imgsz", *aliases),
         default=default,
         show_default=default is not None,
         type=_ImageSize(),
@@ -96,9 +308,38 @@ def img_size_option(
     )
 
 
+class _Command(click.Command):
+    """A subcommand: takes ``--debug`` and ``--quiet`` as the group does, fills its options from
+    their hidden positional spellings, and sets up logging before it runs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.params.extend(_verbosity_options())
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        for param in self.params:
+            if isinstance(param, _Positional):
+                param.merge(ctx)
+        return rest
+
+    def invoke(self, ctx: click.Context):
+        meta = ctx.find_root().meta
+        _set_up_output(debug=bool(meta.get(_DEBUG)), quiet=bool(meta.get(_QUIET)))
+        return super().invoke(ctx)
+
+
 class _Group(click.Group):
-    """Turns a :class:`YoloError` into one line on stderr and exit status 2; keeps the command
-    line as typed in ``ctx.meta["argv"]`` (``yolo eval`` records it in metrics.json)."""
+    """Turns a :class:`YoloError` into one line on stderr and exit status 2 (a traceback with
+    ``--debug``); keeps the command line as typed in ``ctx.meta["argv"]`` (``yolo eval`` records
+    it in metrics.json). Its commands are :class:`_Command`, its subgroups ``_Group``."""
+
+    command_class = _Command
+    group_class = type
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.params.extend(_verbosity_options())
 
     def make_context(self, info_name, args, parent=None, **extra):
         argv = [info_name or "yolo", *args]
@@ -110,7 +351,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except YoloError as e:
-            if ctx.find_root().params.get("debug"):
+            if ctx.find_root().meta.get(_DEBUG):
                 raise
             click.echo(f"error: {e}", err=True)
             ctx.exit(2)
@@ -131,10 +372,22 @@ class _Notices(logging.Handler):
 _NOTICES = _Notices()
 
 
-def _show_notices(debug: bool) -> None:
+def _set_up_output(debug: bool, quiet: bool) -> None:
+    """What a command prints besides its results: yolo_cli's debug logs with ``--debug``, the
+    notices unless ``--quiet``; TensorFlow's start-up lines and Python warnings only with
+    ``--debug``."""
+    from yolo_cli.nativelog import filter_tensorflow_import
+
+    if debug:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        warnings.simplefilter("ignore")  # libraries' advice to programmers, not to users
+    filter_tensorflow_import()
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("yolo_cli").setLevel(logging.DEBUG if debug else logging.NOTSET)
     for name in _NOTICE_LOGGERS:
         logger = logging.getLogger(name)
-        logger.setLevel(logging.DEBUG if debug else logging.INFO)
+        logger.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
         logger.propagate = False
         if _NOTICES not in logger.handlers:
             logger.addHandler(_NOTICES)
@@ -142,14 +395,11 @@ def _show_notices(debug: bool) -> None:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="yolo-cli")
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-def cli(debug: bool) -> None:
-    """Train, run and evaluate a YOLO object detector (Keras 3 on TensorFlow)."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    _show_notices(debug)
+def cli() -> None:
+    """Train, run and evaluate a YOLO object detector (Keras 3 on TensorFlow).
+
+    The same program is installed as `yolo` and as `yolo-cli` (ultralytics installs a `yolo`
+    too). --debug and --quiet go before or after the command's name."""
 
 
 @cli.group()
@@ -158,9 +408,9 @@ def data() -> None:
 
 
 @data.command()
-@click.argument("path", type=click.Path())
-@click.option("--split", help="train, val, test or all (default: all, every image).")
-def check(path: str, split: str | None) -> None:
+@data_option("Dataset to check: VOC, COCO or YOLO txt.", required=True, positional=True)
+@split_option(None, "train, val, test or all (default: all, every image).")
+def check(data: str, split: str | None) -> None:
     """Report a VOC, COCO or YOLO txt dataset: images, objects per class, box sizes and every
     problem found; exit status 2 when no usable image is left."""
     from yolo_cli.data.check import check_dataset, check_report
@@ -170,35 +420,40 @@ def check(path: str, split: str | None) -> None:
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        dataset = check_dataset(path, split)
+        dataset = check_dataset(data, split)
     finally:
         logger.setLevel(level)
     click.echo(check_report(dataset))
     if not dataset.samples:
-        click.echo(f"error: {path}: no usable images", err=True)
+        click.echo(f"error: {data}: no usable images", err=True)
         click.get_current_context().exit(2)
 
 
 @data.command()
-@click.argument("src", type=click.Path())
-@click.argument("dst", type=click.Path())
-@click.option(
-    "--to", "to", required=True, type=click.Choice(DATASET_FORMATS), help="Target format."
+@data_option("Dataset to convert: VOC, COCO or YOLO txt.", required=True, positional=True)
+@out_option("Folder to write (new or empty).", required=True, positional=True)
+@option(
+    "--format",
+    "to",
+    aliases=("--to",),
+    required=True,
+    type=click.Choice(DATASET_FORMATS),
+    help="Format to write.",
 )
-@click.option("--split", help="Write only train, val or test (default: all, every split).")
-def convert(src: str, dst: str, to: str, split: str | None) -> None:
-    """Write dataset SRC in another format into DST (new or empty); images are hard-linked.
+@split_option(None, "Write only train, val or test (default: all, every split).")
+def convert(data: str, out: str, to: str, split: str | None) -> None:
+    """Write a dataset in another format into a new or empty folder; images are hard-linked.
 
-    The splits written are SRC's own, else seeded shares of its images."""
+    The splits written are the dataset's own, else seeded shares of its images."""
     from yolo_cli.data.convert import convert_dataset
 
-    written = convert_dataset(src, dst, to, split)
+    written = convert_dataset(data, out, to, split)
     first = next(iter(written.values()))
     counts = ", ".join(f"{len(d)} {s}" for s, d in written.items())
     click.echo(
         f"wrote {sum(len(d) for d in written.values())} images ({counts}), "
         f"{sum(d.num_objects() for d in written.values())} objects, {len(first.names)} "
-        f"classes, as {to} to {dst}; {first.problems.summary()}"
+        f"classes, as {to} to {out}; {first.problems.summary()}"
     )
 
 
@@ -213,19 +468,18 @@ _FRACTIONS = ",".join(f"{f:g}" for f in DEFAULTS.split_fractions)
 
 
 @data.command()
-@click.argument("out", type=click.Path(file_okay=False))
-@click.option(
-    "--n",
+@out_option("Folder to write the dataset into.", required=True, positional=True, file_okay=False)
+@option(
+    "--n-images",
     "n",
+    aliases=("--n",),
     default=DEFAULTS.synth_scenes,
     show_default=True,
-    type=click.IntRange(1),
-    help="Scenes.",
+    type=_int_range(LIMITS.synth_scenes),
+    help="Scenes to render.",
 )
-@click.option(
-    "--seed", default=DEFAULTS.seed, show_default=True, help="Scene i depends on (seed, i)."
-)
-@click.option("--size", default=DEFAULTS.img_size, show_default=True, type=click.IntRange(32))
+@seed_option("Scene i depends on (seed, i) alone.")
+@img_size_option(help="Scene side in pixels.", aliases=("--size",))
 @click.option(
     "--fractions",
     default=_FRACTIONS,
@@ -233,13 +487,13 @@ _FRACTIONS = ",".join(f"{f:g}" for f in DEFAULTS.split_fractions)
     callback=_fractions,
     help="train,val,test shares of the scenes.",
 )
-def synth(out: str, n: int, seed: int, size: int, fractions: tuple[float, ...]) -> None:
-    """Render N synthetic street scenes (pedestrian, car, motorcycle) as a YOLO txt dataset."""
+def synth(out: str, n: int, seed: int, img_size: int, fractions: tuple[float, ...]) -> None:
+    """Render synthetic street scenes (pedestrian, car, motorcycle) as a YOLO txt dataset."""
     from yolo_cli.data.load import load_dataset
     from yolo_cli.data.synth import split_sizes, write_synthetic
 
-    root = write_synthetic(out, n, seed, size, fractions)
-    click.echo(f"wrote {n} scenes ({size}×{size}, seed {seed}) to {root}")
+    root = write_synthetic(out, n, seed, img_size, fractions)
+    click.echo(f"wrote {n} scenes ({img_size}×{img_size}, seed {seed}) to {root}")
     objects: dict[str, int] = {}
     for split in split_sizes(n, seed, fractions):
         written = load_dataset(root, split)
@@ -260,20 +514,26 @@ def _dataset_path(path: str | None) -> str:
 
 
 @cli.command()
-@click.argument("path", required=False, type=click.Path())
-@click.option(
-    "--k", "k", default=DEFAULTS.num_anchors, show_default=True, type=click.IntRange(1, 9)
+@data_option(
+    "Dataset whose boxes to cluster. Default: the synthetic street scenes.", positional=True
 )
-@click.option("--img-size", default=DEFAULTS.img_size, show_default=True, help="Model input side.")
-@click.option("--split", default="train", show_default=True, help="train, val, test or all.")
-@click.option("--seed", default=DEFAULTS.seed, show_default=True)
-def anchors(path: str | None, k: int, img_size: int, split: str, seed: int) -> None:
-    """Anchor shapes by k-means (1 − IoU distance) on a dataset's boxes (default: synthetic)."""
+@num_anchors_option(
+    "k",
+    default=DEFAULTS.num_anchors,
+    show_default=True,
+    type=_int_range(LIMITS.num_anchors),
+    help="Anchors to find.",
+)
+@img_size_option(help="Model input side in pixels the boxes are scaled to, as training does.")
+@split_option("train", "train, val, test or all.")
+@seed_option("Seeds the k-means starting points.")
+def anchors(data: str | None, k: int, img_size: int, split: str, seed: int) -> None:
+    """Anchor shapes by k-means (1 − IoU distance) on a dataset's boxes."""
     from yolo_cli.anchors import kmeans_anchors
     from yolo_cli.data.load import load_dataset
     from yolo_cli.train import scaled_box_shapes
 
-    path = _dataset_path(path)
+    path = _dataset_path(data)
     dataset = load_dataset(path, split=split)
     shapes = scaled_box_shapes(dataset, img_size)
     if len(shapes) < k:
@@ -292,7 +552,9 @@ def anchors(path: str | None, k: int, img_size: int, split: str, seed: int) -> N
 
 
 @cli.command()
-@click.argument("model", required=False, type=click.Path())
+@model_option(
+    default=DETECT_MODEL, help="An exported .tflite, .onnx or SavedModel too.", positional=True
+)
 def info(model: str | None) -> None:
     """Layer table of a model: output shapes, activations, parameters, multiply-adds and bytes
     moved per layer. An exported model (.tflite, .onnx, SavedModel folder) shows the metadata
@@ -361,7 +623,7 @@ def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
 
 
 @cli.command(name="export")
-@click.argument("model", required=False, type=click.Path())
+@model_option(default=DETECT_MODEL, positional=True)
 @click.option(
     "--format",
     "fmt",
@@ -374,7 +636,7 @@ def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
 @click.option(
     "--int8", is_flag=True, help="int8 weights and activations (tflite), calibrated on --data."
 )
-@click.option("--data", type=click.Path(), help="Dataset whose train split calibrates --int8.")
+@data_option("Dataset whose train split calibrates --int8.")
 @click.option(
     "--calib-images",
     default=DEFAULTS.calib_images,
@@ -382,11 +644,7 @@ def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
     type=click.IntRange(1),
     help="Train images the --int8 calibration runs.",
 )
-@click.option(
-    "--img-size",
-    type=click.IntRange(32),
-    help="Input side of the artifact (default: the model's own).",
-)
+@img_size_option(default=None, help="Input side of the artifact (default: the model's own).")
 @click.option(
     "--conf",
     default=DEFAULTS.conf_threshold,
@@ -399,11 +657,11 @@ def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
 @click.option(
     "--out",
     type=click.Path(),
-    help="Artifact path (default: MODEL's name + _fp16/_int8 + .tflite/.onnx/_saved_model).",
+    help="Artifact path (default: the model's name + _fp16/_int8 + .tflite/.onnx/_saved_model).",
 )
 def export(model: str | None, int8: bool, data: str | None, **options) -> None:
-    """Export MODEL (a model file or a shipped model's name; default: the shipped one) for a
-    runtime; its class names, heads, anchors, input size and resize mode go inside the artifact.
+    """Export a model for a runtime; its class names, heads, anchors, input size and resize mode
+    go inside the artifact.
 
     `yolo detect/eval --model` run the artifact through LiteRT, ONNX Runtime or TensorFlow
     (`pip install 'yolo-cli[export]'`)."""
@@ -413,7 +671,7 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
         raise YoloError("--int8 needs --data (a dataset to calibrate on), and --data needs --int8")
     path, meta = export_model(
         ExportOptions(model, int8_data=data, **options),
-        on_step=lambda line: click.echo(line, err=True),
+        on_step=_note,
     )
     click.echo(describe(path, meta))
 
@@ -424,8 +682,7 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
     type=click.Path(),
     help="Dataset (VOC, COCO, YOLO txt). Default: synthetic street scenes.",
 )
-@click.option(
-    "--anchors",
+@num_anchors_option(
     "num_anchors",
     default=DEFAULTS.num_anchors,
     show_default=True,
@@ -580,7 +837,8 @@ def _resume_changes(ctx: click.Context, options: dict) -> dict:
     given = [
         p
         for p in ctx.command.params
-        if ctx.get_parameter_source(p.name) is not ParameterSource.DEFAULT
+        if p.expose_value
+        and ctx.get_parameter_source(p.name) is not ParameterSource.DEFAULT
         and p.name not in ("resume", "method")
     ]
     fixed = [p.opts[0] for p in given if p.name not in _RESUME_OPTIONS]
@@ -608,7 +866,7 @@ def _train_summary(result) -> str:
 
 class _TrainPrinter:
     """Prints a training run on stderr: a progress bar per epoch (with the step's loss), a
-    line per epoch, and problems and notices as lines above the bar."""
+    line per epoch, and problems and notices as lines above the bar (not with ``--quiet``)."""
 
     def __init__(self):
         self.bar = None
@@ -653,7 +911,7 @@ class _TrainPrinter:
     def line(self, text: str) -> None:
         # over a progress bar: clear its line first; the bar redraws below on its next update
         over_bar = self.bar is not None and sys.stderr.isatty()
-        click.echo(f"\r\x1b[K{text}" if over_bar else text, err=True)
+        _note(f"\r\x1b[K{text}" if over_bar else text)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -674,7 +932,7 @@ def _train_window(options: dict) -> None:
     given = {
         p.name: p.opts[0]
         for p in ctx.command.params
-        if ctx.get_parameter_source(p.name) is not ParameterSource.DEFAULT
+        if p.expose_value and ctx.get_parameter_source(p.name) is not ParameterSource.DEFAULT
     }
     yolo_only = [
         opt for name, opt in given.items() if name not in (*_WINDOW_TRAIN_OPTIONS, "method")
@@ -706,11 +964,13 @@ def _train_window(options: dict) -> None:
 
 
 @cli.command(name="eval")
-@click.option(
-    "--data", type=click.Path(), help="Labelled dataset. Default: fresh synthetic test scenes."
+@data_option("Labelled dataset. Default: fresh synthetic test scenes.")
+@split_option("test", "Split of --data to score on: train, val, test or all.")
+@model_option(
+    default=EVAL_MODEL,
+    multiple=True,
+    help="Repeat for an ensemble, merged by weighted boxes fusion.",
 )
-@click.option("--split", default="test", show_default=True, help="Split of --data to score on.")
-@models_option
 @method_option
 @augment_option
 @click.option(
@@ -740,9 +1000,15 @@ def _train_window(options: dict) -> None:
 )
 @nms_iou_option
 @max_det_option
-@click.option("--batch", default=8, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--batch",
+    default=DEFAULTS.eval_batch,
+    show_default=True,
+    type=_int_range(LIMITS.batch),
+    help="Images per model call.",
+)
 @device_option
-@click.option("--out", type=click.Path(), help="Run folder (default runs/eval/expN).")
+@out_option("Run folder (default runs/eval/expN).")
 def eval_(**options) -> None:
     """Score a model (or saved predictions) on a labelled dataset: AP per class, mAP.
 
@@ -759,7 +1025,7 @@ def eval_(**options) -> None:
     command = shlex.join(click.get_current_context().meta.get("argv", []))
     report = run_eval(EvalOptions(**options, command=command), progress=progress)
     for line in report.problems.lines():
-        click.echo(line, err=True)
+        _note(line)
     if report.problems:
         click.echo(report.problems.summary(), err=True)
     click.echo(f"{report.source} on {report.dataset.root} ({report.dataset.split or 'all'})")
@@ -817,8 +1083,13 @@ _PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anyth
 )
 @click.option("--hide-labels", is_flag=True, help="Draw boxes without class labels.")
 @click.option("--hide-conf", is_flag=True, help="Draw labels without scores.")
-@click.option(
-    "--every", default=1, show_default=True, type=click.IntRange(1), help="Every N-th video frame."
+@option(
+    "--every",
+    aliases=("--vid-stride",),
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Every N-th video frame.",
 )
 @click.option("--no-save", is_flag=True, help="Do not write annotated images and videos.")
 def detect(
@@ -862,7 +1133,7 @@ def detect(
 
     def skip(line: str) -> None:
         # over a progress bar: clear its line first; the bar redraws below on its next update
-        click.echo(f"\r\x1b[K{line}" if bar_shown else line, err=True)
+        _note(f"\r\x1b[K{line}" if bar_shown else line)
 
     try:
         summary = run_detect(
@@ -880,17 +1151,19 @@ def detect(
 
 
 @cli.command()
-@click.option(
-    "--data", type=click.Path(), help="Labelled dataset. Default: fresh synthetic test scenes."
-)
-@click.option("--split", default="test", show_default=True, help="Split of --data to use.")
-@click.option(
-    "--yolo-model", type=click.Path(), help="YOLO model file (default models/default.keras)."
-)
-@click.option(
-    "--window-model",
+@data_option("Labelled dataset. Default: fresh synthetic test scenes.")
+@split_option("test", "Split of --data to use: train, val, test or all.")
+@option(
+    "--model",
+    "models",
+    aliases=("--yolo-model", "--window-model"),
     type=click.Path(),
-    help="Window classifier (required; `yolo train --method window` makes one).",
+    multiple=True,
+    metavar="MODEL",
+    help="Twice: the window classifier the two window methods slide (`yolo train --method "
+    "window` makes one) and a YOLO model, each told by the kind its file records. Once: the "
+    f"window classifier, with YOLO's {EVAL_MODEL} ({MODELS_DIR.name}/"
+    f"{SHIPPED_MODELS[EVAL_MODEL]}).",
 )
 @click.option(
     "--n-images",
@@ -900,19 +1173,38 @@ def detect(
     help="Images to run (the naive sliding window takes seconds per image).",
 )
 @device_option
-def bench(**options) -> None:
+def bench(models: tuple[str, ...], **options) -> None:
     """Naive sliding window vs its convolutional implementation vs YOLO on the same images:
     mAP@0.5, box tightness, speed, and work per image, in one table."""
     from yolo_cli.bench import BenchOptions, format_bench, run_bench
 
-    report = run_bench(BenchOptions(**options))
+    report = run_bench(BenchOptions(**_bench_models(models), **options))
     if report.dataset.problems:
         click.echo(report.dataset.problems.summary(), err=True)
     click.echo(format_bench(report))
 
 
+def _bench_models(models: tuple[str, ...]) -> dict[str, str | None]:
+    """``yolo bench``'s ``--model`` files by the kind each records: ``window_model`` (one, a
+    window classifier) and ``yolo_model`` (at most one; ``None``: the shipped one)."""
+    from yolo_cli.modelfile import model_path, read_meta
+
+    by_kind: dict[str, list[str]] = {"window": [], "yolo": []}
+    for model in models:
+        path = str(model_path(model))
+        by_kind[read_meta(path).kind].append(path)
+    windows, yolos = by_kind["window"], by_kind["yolo"]
+    if len(windows) != 1 or len(yolos) > 1:
+        raise YoloError(
+            f"--model: expected one window classifier (`yolo train --method window` makes one) "
+            f"and at most one YOLO model; got {len(windows)} and {len(yolos)}"
+        )
+    return {"window_model": windows[0], "yolo_model": yolos[0] if yolos else None}
+
+
 def main() -> None:
-    cli(prog_name="yolo")
+    """The console scripts ``yolo`` and ``yolo-cli``; click names the program as it was run."""
+    cli()
 
 
 if __name__ == "__main__":

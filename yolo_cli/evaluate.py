@@ -55,7 +55,7 @@ class EvalOptions:
     conf: float = DEFAULTS.eval_conf
     nms_iou: float = DEFAULTS.nms_iou
     max_det: int = DEFAULTS.max_det
-    batch: int = 8
+    batch: int = DEFAULTS.eval_batch
     device: str = "auto"
     out: str | None = None
     augment: bool = False

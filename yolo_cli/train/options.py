@@ -17,7 +17,7 @@ from yolo_cli.loss import LOSSES
 from yolo_cli.targets import RULES
 
 # command-line spellings of the fields whose option name is not the field's own
-_OPTION_NAMES = {"num_anchors": "--anchors", "synth_n": "synth_n"}
+_OPTION_NAMES = {"synth_n": "synth_n"}
 _INTS = (
     "num_anchors", "epochs", "batch", "seed", "freeze", "synth_n", "max_steps", "patience",
     "heads", "close_mosaic",

@@ -61,7 +61,7 @@ def anchors_per_head(cfg, n_heads: int) -> list[int]:
         DEFAULTS.num_anchors if n_heads == 1 else DEFAULTS.anchors_per_head * n_heads
     )
     if total < n_heads:
-        raise YoloError(f"--anchors {total}: {n_heads} heads need at least one anchor each")
+        raise YoloError(f"--num-anchors {total}: {n_heads} heads need at least one anchor each")
     return [len(part) for part in np.array_split(np.arange(total), n_heads)]
 
 
