@@ -182,8 +182,10 @@ def test_a_value_given_both_ways_or_not_at_all_is_a_usage_error(tmp_path, scenes
     assert f"Error: --data given twice; give '{scenes}' once" in both.output
     missing = invoke("data", "convert", "--data", scenes, "--format", "coco")
     assert missing.exit_code == 2 and "Error: Missing option '--out'." in missing.output
-    bad = invoke("anchors", "--data", scenes, "--k", 10)
-    assert bad.exit_code == 2 and "'--num-anchors'" in bad.output and "'--k'" not in bad.output
+    bad = invoke("anchors", "--data", scenes, "--k", 10)  # names the spelling typed too
+    assert bad.exit_code == 2 and "Invalid value for '--num-anchors' / '--k': 10" in bad.output
+    bad = invoke("anchors", "--data", scenes, "--num-anchors", 0)
+    assert bad.exit_code == 2 and "Invalid value for '--num-anchors': 0" in bad.output
 
 
 def test_info_takes_a_shipped_model_s_name_as_option_or_positional():

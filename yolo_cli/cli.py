@@ -38,7 +38,7 @@ from yolo_cli.errors import YoloError
 
 class _Option(click.Option):
     """An option that also accepts ``aliases`` (older spellings, ultralytics' ones), which
-    neither ``--help`` nor error messages show."""
+    ``--help`` does not show; an error message names the alias only when it was typed."""
 
     def __init__(self, param_decls, aliases: tuple[str, ...] = (), **attrs):
         super().__init__([*param_decls, *aliases], **attrs)
@@ -55,7 +55,9 @@ class _Option(click.Option):
             self.opts = opts
 
     def get_error_hint(self, ctx) -> str:
-        return " / ".join(f"'{opt}'" for opt in self.shown_opts())
+        typed = {arg.split("=")[0] for arg in ctx.meta.get("argv", ())} if ctx else set()
+        named = self.shown_opts() + [alias for alias in self.aliases if alias in typed]
+        return " / ".join(f"'{opt}'" for opt in named)
 
 
 def option(*param_decls: str, aliases: tuple[str, ...] = (), positional: bool = False, **attrs):
