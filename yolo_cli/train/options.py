@@ -97,7 +97,7 @@ def check_config(cfg: TrainConfig) -> None:
         _check_number(name, value, name in _INTS)
     lo, hi = LIMITS.img_size
     size = cfg.img_size
-    if size is not None and not _is_int(size) or not lo <= size <= hi or size % DEFAULTS.stride:
+    if size is not None and (not _is_int(size) or not lo <= size <= hi or size % DEFAULTS.stride):
         raise YoloError(
             f"--img-size {size!r}: expected a multiple of {DEFAULTS.stride} in {lo}..{hi}"
         )
