@@ -34,6 +34,8 @@ from yolo_cli.config import (
 )
 from yolo_cli.device import STRATEGIES
 from yolo_cli.errors import YoloError
+from yolo_cli.loss import LOSSES
+from yolo_cli.targets import RULES
 
 
 class _Option(click.Option):
@@ -686,10 +688,9 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
 )
 @num_anchors_option(
     "num_anchors",
-    default=DEFAULTS.num_anchors,
-    show_default=True,
     type=_int_range(LIMITS.num_anchors),
-    help="Number of anchors (k-means on the training boxes).",
+    help="Number of anchors, shared by the heads (k-means on the training boxes). Default: "
+    f"{DEFAULTS.num_anchors} for one grid, {DEFAULTS.anchors_per_head} a head for several.",
 )
 @click.option(
     "--epochs",
@@ -698,7 +699,54 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
     type=_int_range(LIMITS.epochs),
     help="Epochs in all; with --resume, extend (or cut) the run to this many.",
 )
-@img_size_option(help="Model input side in pixels.")
+@img_size_option(
+    default=None,
+    help=f"Model input side in pixels (default {DEFAULTS.img_size}, or the --weights model's).",
+)
+@click.option(
+    "--heads",
+    default=DEFAULTS.heads,
+    show_default=True,
+    type=_int_range(LIMITS.heads),
+    help="Detection grids: 1 is the course's stride-32 grid; 2 adds a stride-16 grid for "
+    "smaller objects; 3 adds stride 8.",
+)
+@click.option(
+    "--loss",
+    default=DEFAULTS.loss,
+    show_default=True,
+    type=click.Choice(LOSSES),
+    help="course: the course's squared errors; iou: a 1 − CIoU box error and an IoU-aware "
+    "cross-entropy on p_c (learns real data faster; README 'Training').",
+)
+@click.option(
+    "--assign",
+    default=DEFAULTS.assign,
+    show_default=True,
+    type=click.Choice(RULES),
+    help="Which slots learn an object. best: the course's midpoint cell and best anchor; "
+    "ratio: also the two nearest neighbour cells and every anchor within 4x of its shape.",
+)
+@click.option(
+    "--mosaic",
+    default=DEFAULTS.mosaic_p,
+    show_default=True,
+    type=_float_range(LIMITS.mosaic),
+    help="Share of training images made a mosaic of four (0: none).",
+)
+@click.option(
+    "--close-mosaic",
+    default=DEFAULTS.close_mosaic,
+    show_default=True,
+    type=_int_range(LIMITS.close_mosaic),
+    help="Last epochs trained without mosaics.",
+)
+@click.option(
+    "--ema/--no-ema",
+    default=DEFAULTS.ema,
+    show_default=True,
+    help="Validate and save a moving average of the weights.",
+)
 @click.option(
     "--batch",
     default=DEFAULTS.batch,
@@ -745,14 +793,18 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
     help="tf.distribute strategy: auto is mirrored over several GPUs, else none.",
 )
 @click.option(
-    "--weights", type=click.Path(), help="Initialise from this model file (transfer learning)."
+    "--weights",
+    type=click.Path(),
+    help="Initialise from this model file or shipped model (transfer learning; e.g. coco: its "
+    "backbone and neck, new heads for these classes).",
 )
 @click.option(
     "--freeze",
     default=0,
     show_default=True,
     type=_int_range(LIMITS.freeze),
-    help="Freeze the first N backbone blocks.",
+    help="Freeze the first N blocks of the --weights network (this project's: 7 blocks; a "
+    "converted one: its first N cfg layers), BatchNorm with them.",
 )
 @click.option(
     "--resume",
