@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from yolo_cli.boxes import iou_wh
-
-MAX_ANCHORS = 9
+from yolo_cli.config import LIMITS
 
 
 def mean_best_iou(wh: np.ndarray, anchors: np.ndarray) -> float:
@@ -58,8 +57,8 @@ def kmeans_anchors(
     """
     wh = np.asarray(wh, np.float32).reshape(-1, 2)
     wh = wh[(wh > 0).all(axis=1)]
-    if not 1 <= k <= MAX_ANCHORS:
-        raise ValueError(f"k must be in 1..{MAX_ANCHORS}, got {k}")
+    if not LIMITS.num_anchors.holds(k):
+        raise ValueError(f"k must be in {LIMITS.num_anchors.describe()}, got {k}")
     if len(wh) < k:
         raise ValueError(f"{len(wh)} boxes cannot make {k} anchors")
     rng = np.random.default_rng(seed)

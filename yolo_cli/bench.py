@@ -51,7 +51,7 @@ class BenchOptions:
     conf: float = DEFAULTS.conf_threshold
     nms_iou: float = DEFAULTS.nms_iou
     max_det: int = DEFAULTS.max_det
-    device: str = "auto"
+    device: str = DEFAULTS.device
 
 
 @dataclass

@@ -150,7 +150,7 @@ def _note(line: str) -> None:
 # Options that several commands share, spelled once.
 device_option = click.option(
     "--device",
-    default="auto",
+    default=DEFAULTS.device,
     show_default=True,
     help="auto|cpu|gpu|gpu:N; N alone is gpu:N (ultralytics' --device 0).",
 )
@@ -219,18 +219,12 @@ def split_option(default: str | None, help: str):
 
 
 def seed_option(help: str):
-    return option(
-        "--seed",
-        default=DEFAULTS.seed,
-        show_default=True,
-        type=_int_range(LIMITS.seed),
-        help=help,
-    )
+    return ranged_option("--seed", help=help)
 
 
 def num_anchors_option(*name: str, **attrs):
     """``--num-anchors`` (``--anchors`` and ``--k`` accepted); ``name``: the parameter's."""
-    return option("--num-anchors", *name, aliases=("--anchors", "--k"), **attrs)
+    return ranged_option("--num-anchors", *name, aliases=("--anchors", "--k"), **attrs)
 
 
 augment_option = click.option(
@@ -240,7 +234,7 @@ augment_option = click.option(
 )
 method_option = click.option(
     "--method",
-    default="yolo",
+    default=DEFAULTS.method,
     show_default=True,
     type=click.Choice(METHODS),
     help="Detector: YOLO, or a window classifier (--model) slid naively or convolutionally.",
@@ -278,6 +272,24 @@ class _FiniteRange(click.FloatRange):
 
 def _float_range(limits: Range) -> click.FloatRange:
     return _FiniteRange(limits.low, limits.high, min_open=limits.low_open)
+
+
+_FROM_DEFAULTS = object()
+
+
+def ranged_option(*param_decls: str, field: str = "", default=_FROM_DEFAULTS, **attrs):
+    """A numeric option whose range is ``LIMITS.<field>`` and whose default is
+    ``DEFAULTS.<field>`` unless given; ``field`` is the option's own name (``--close-mosaic``:
+    ``close_mosaic``) unless given. Whole numbers when both ends of the range are."""
+    field = field or param_decls[0].lstrip("-").replace("-", "_")
+    limits = getattr(LIMITS, field)
+    if default is _FROM_DEFAULTS:
+        default = getattr(DEFAULTS, field)
+    whole = isinstance(limits.low, int) and isinstance(limits.high, int)
+    kind = _int_range(limits) if whole else _float_range(limits)
+    return option(
+        *param_decls, default=default, show_default=default is not None, type=kind, **attrs
+    )
 
 
 class _ImageSize(click.IntRange):
@@ -473,15 +485,7 @@ _FRACTIONS = ",".join(f"{f:g}" for f in DEFAULTS.split_fractions)
 
 @data.command()
 @out_option("Folder to write the dataset into.", required=True, positional=True, file_okay=False)
-@option(
-    "--n-images",
-    "n",
-    aliases=("--n",),
-    default=DEFAULTS.synth_scenes,
-    show_default=True,
-    type=_int_range(LIMITS.synth_scenes),
-    help="Scenes to render.",
-)
+@ranged_option("--n-images", "n", field="synth_scenes", aliases=("--n",), help="Scenes to render.")
 @seed_option("Scene i depends on (seed, i) alone.")
 @img_size_option(help="Scene side in pixels.", aliases=("--size",))
 @click.option(
@@ -521,13 +525,7 @@ def _dataset_path(path: str | None) -> str:
 @data_option(
     "Dataset whose boxes to cluster. Default: the synthetic street scenes.", positional=True
 )
-@num_anchors_option(
-    "k",
-    default=DEFAULTS.num_anchors,
-    show_default=True,
-    type=_int_range(LIMITS.num_anchors),
-    help="Anchors to find.",
-)
+@num_anchors_option("k", help="Anchors to find.")
 @img_size_option(help="Model input side in pixels the boxes are scaled to, as training does.")
 @split_option("train", "train, val, test or all.")
 @seed_option("Seeds the k-means starting points.")
@@ -681,33 +679,22 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
 
 
 @cli.command()
-@click.option(
-    "--data",
-    type=click.Path(),
-    help="Dataset (VOC, COCO, YOLO txt). Default: synthetic street scenes.",
-)
+@data_option("Dataset (VOC, COCO, YOLO txt). Default: synthetic street scenes.")
 @num_anchors_option(
     "num_anchors",
-    type=_int_range(LIMITS.num_anchors),
+    default=None,
     help="Number of anchors, shared by the heads (k-means on the training boxes). Default: "
     f"{DEFAULTS.num_anchors} for one grid, {DEFAULTS.anchors_per_head} a head for several.",
 )
-@click.option(
-    "--epochs",
-    default=DEFAULTS.epochs,
-    show_default=True,
-    type=_int_range(LIMITS.epochs),
-    help="Epochs in all; with --resume, extend (or cut) the run to this many.",
+@ranged_option(
+    "--epochs", help="Epochs in all; with --resume, extend (or cut) the run to this many."
 )
 @img_size_option(
     default=None,
     help=f"Model input side in pixels (default {DEFAULTS.img_size}, or the --weights model's).",
 )
-@click.option(
+@ranged_option(
     "--heads",
-    default=DEFAULTS.heads,
-    show_default=True,
-    type=_int_range(LIMITS.heads),
     help="Detection grids: 1 is the course's stride-32 grid; 2 adds a stride-16 grid for "
     "smaller objects; 3 adds stride 8.",
 )
@@ -727,67 +714,31 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
     help="Which slots learn an object. best: the course's midpoint cell and best anchor; "
     "ratio: also the two nearest neighbour cells and every anchor within 4x of its shape.",
 )
-@click.option(
+@ranged_option(
     "--mosaic",
     default=DEFAULTS.mosaic_p,
-    show_default=True,
-    type=_float_range(LIMITS.mosaic),
     help="Share of training images made a mosaic of four (0: none).",
 )
-@click.option(
-    "--close-mosaic",
-    default=DEFAULTS.close_mosaic,
-    show_default=True,
-    type=_int_range(LIMITS.close_mosaic),
-    help="Last epochs trained without mosaics.",
-)
+@ranged_option("--close-mosaic", help="Last epochs trained without mosaics.")
 @click.option(
     "--ema/--no-ema",
     default=DEFAULTS.ema,
     show_default=True,
     help="Validate and save a moving average of the weights.",
 )
-@click.option(
-    "--batch",
-    default=DEFAULTS.batch,
-    show_default=True,
-    type=_int_range(LIMITS.batch),
-    help="Images per step (the global batch, over every replica).",
+@ranged_option("--batch", help="Images per step (the global batch, over every replica).")
+@ranged_option("--lr", help="Peak learning rate (warm-up, then cosine decay).")
+@ranged_option("--width", help="Channel width multiplier of the backbone.")
+@ranged_option(
+    "--lambda-obj", help="Weight of the p_c error where an object is assigned (Darknet YOLOv2: 5)."
 )
-@click.option(
-    "--lr",
-    default=DEFAULTS.lr,
-    show_default=True,
-    type=_float_range(LIMITS.lr),
-    help="Peak learning rate (warm-up, then cosine decay).",
-)
-@click.option(
-    "--width",
-    default=DEFAULTS.width,
-    show_default=True,
-    type=_float_range(LIMITS.width),
-    help="Channel width multiplier of the backbone.",
-)
-@click.option(
-    "--lambda-obj",
-    default=DEFAULTS.lambda_obj,
-    show_default=True,
-    type=_float_range(LIMITS.lambda_obj),
-    help="Weight of the p_c error where an object is assigned (Darknet YOLOv2: 5).",
-)
-@click.option(
-    "--seed",
-    default=DEFAULTS.seed,
-    show_default=True,
-    type=_int_range(LIMITS.seed),
-    help="Seeds the initial weights, the data order and the augmentation.",
-)
+@seed_option("Seeds the initial weights, the data order and the augmentation.")
 @click.option("--no-augment", is_flag=True, help="Turn off the training augmentations.")
-@click.option("--out", type=click.Path(), help="Run folder (default runs/train/expN).")
+@out_option("Run folder (default runs/train/expN).")
 @device_option
 @click.option(
     "--strategy",
-    default="auto",
+    default=DEFAULTS.strategy,
     show_default=True,
     type=click.Choice(STRATEGIES),
     help="tf.distribute strategy: auto is mirrored over several GPUs, else none.",
@@ -798,11 +749,8 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
     help="Initialise from this model file or shipped model (transfer learning; e.g. coco: its "
     "backbone and neck, new heads for these classes).",
 )
-@click.option(
+@ranged_option(
     "--freeze",
-    default=0,
-    show_default=True,
-    type=_int_range(LIMITS.freeze),
     help="Freeze the first N blocks of the --weights network (this project's: 7 blocks; a "
     "converted one: its first N cfg layers), BatchNorm with them.",
 )
@@ -813,26 +761,21 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
     help="Continue the run in folder RUN exactly where it stopped; with --epochs or --minutes, "
     "extend it.",
 )
-@click.option(
+@ranged_option(
     "--patience",
-    default=DEFAULTS.patience,
-    show_default=True,
-    type=_int_range(LIMITS.patience),
     help="Stop when val mAP@0.5 has not improved for N epochs (0: never); best.keras keeps "
     "the best.",
 )
-@click.option(
-    "--max-steps", type=_int_range(LIMITS.max_steps), help="Cap steps per epoch (quick checks)."
-)
-@click.option(
+@ranged_option("--max-steps", default=None, help="Cap steps per epoch (quick checks).")
+@ranged_option(
     "--minutes",
-    type=_float_range(LIMITS.minutes),
+    default=None,
     help="Wall-clock budget: after every epoch, the epoch count becomes what fits (overrides "
     "--epochs); with --resume, train this many more minutes.",
 )
 @click.option(
     "--method",
-    default="yolo",
+    default=DEFAULTS.method,
     show_default=True,
     type=click.Choice(["yolo", "window"]),
     help="yolo: the detector; window: the crop classifier of the sliding-window baselines.",
@@ -1054,13 +997,7 @@ def _train_window(options: dict) -> None:
 )
 @nms_iou_option
 @max_det_option
-@click.option(
-    "--batch",
-    default=DEFAULTS.eval_batch,
-    show_default=True,
-    type=_int_range(LIMITS.batch),
-    help="Images per model call.",
-)
+@ranged_option("--batch", default=DEFAULTS.eval_batch, help="Images per model call.")
 @device_option
 @out_option("Run folder (default runs/eval/expN).")
 def eval_(**options) -> None:

@@ -13,7 +13,8 @@ from yolo_cli.errors import YoloError
 @dataclass(frozen=True)
 class Defaults:
     img_size: int = 416
-    stride: int = 32
+    stride: int = 32  # the network's coarsest stride: input sides are multiples of it
+    head_strides: tuple[int, ...] = (8, 16, 32)  # the strides a head may have, finest first
     num_anchors: int = 5
     conf_threshold: float = 0.6
     nms_iou: float = 0.5
@@ -46,6 +47,10 @@ class Defaults:
     lr: float = 1e-3
     width: float = 0.5  # channel multiplier of the backbone (1.0: tiny-YOLO's widths)
     patience: int = 0  # yolo train: epochs without a val mAP gain before stopping; 0: off
+    freeze: int = 0  # yolo train --weights: leading blocks kept frozen
+    device: str = "auto"  # a GPU when there is one (yolo_cli.device)
+    strategy: str = "auto"  # mirrored over several GPUs, else none (yolo_cli.device)
+    method: str = "yolo"  # detect, eval: the detector (or a sliding-window baseline)
     board_images: int = 4  # validation images with predictions in TensorBoard, per epoch
     # the training recipe (yolo_cli.train.recipe; README "Training" says why each)
     heads: int = 2  # 1: the course's stride-32 grid; 2: strides 16 and 32
@@ -108,7 +113,7 @@ class Limits:
     its network config declares and its layer count are bounded before Keras builds anything.
     """
 
-    img_size: tuple[int, int] = (32, 4096)  # model input side, a multiple of the stride 32
+    img_size: tuple[int, int] = (DEFAULTS.stride, 4096)  # model input side, a stride multiple
     anchors_per_head: int = 16
     model_bytes: int = 1 << 30
     model_unpacked_bytes: int = 2 << 30
@@ -130,13 +135,25 @@ class Limits:
     max_steps: Range = Range(1, 10**9)
     minutes: Range = Range(0.0, 525_600.0, low_open=True)  # up to a year
     patience: Range = Range(0, 100_000)  # 0: no early stop
-    heads: Range = Range(1, 3)
+    heads: Range = Range(1, len(DEFAULTS.head_strides))
     mosaic: Range = Range(0.0, 1.0)
     close_mosaic: Range = Range(0, 100_000)
     synth_scenes: Range = Range(1, 1_000_000)
 
 
 LIMITS = Limits()
+
+
+def check_img_size(size, option: str = "--img-size") -> None:
+    """Raise :class:`YoloError` (``--img-size 100: expected a multiple of 32 from 32 to 4096``)
+    unless ``size`` is a whole multiple of :attr:`Defaults.stride` within ``LIMITS.img_size``."""
+    low, high = LIMITS.img_size
+    whole = isinstance(size, int) and not isinstance(size, bool)
+    if not (whole and low <= size <= high and size % DEFAULTS.stride == 0):
+        raise YoloError(
+            f"{option} {size!r}: expected a multiple of {DEFAULTS.stride} from {low} to {high}"
+        )
+
 
 # the score threshold a converted Darknet model detects at: Darknet's own `-thresh` default
 # (its small models' scores run lower than the course's 0.6 assumes)

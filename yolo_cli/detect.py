@@ -58,13 +58,13 @@ class DetectOptions:
 
     sources: Sequence[str]
     model: str | Sequence[str] | None = None
-    method: str = "yolo"
+    method: str = DEFAULTS.method
     conf: float | None = None
     nms_iou: float = DEFAULTS.nms_iou
     max_det: int = DEFAULTS.max_det
     img_size: int | None = None
     batch: int = DEFAULTS.batch
-    device: str = "auto"
+    device: str = DEFAULTS.device
     classes: Sequence[str] | None = None
     out: str | None = None
     save: bool = True

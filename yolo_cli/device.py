@@ -9,6 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from yolo_cli.config import DEFAULTS
 from yolo_cli.errors import YoloError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def parse_device(spec: str) -> tuple[str, int | None]:
     raise YoloError(f"--device {spec!r}: expected one of {DEVICE_CHOICES}")
 
 
-def select_device(spec: str = "auto") -> Device:
+def select_device(spec: str = DEFAULTS.device) -> Device:
     """Resolve ``--device``: auto takes the first GPU TensorFlow lists, else the CPU.
 
     GPU memory growth is turned on so one process does not take the whole card. Asking for a
@@ -76,7 +77,13 @@ def select_device(spec: str = "auto") -> Device:
     return device
 
 
-def select_strategy(name: str = "auto", device: Device | None = None):
+def check_strategy(name: str) -> None:
+    """Raise :class:`YoloError` unless ``name`` is one of :data:`STRATEGIES`."""
+    if name not in STRATEGIES:
+        raise YoloError(f"--strategy {name!r}: expected one of {'|'.join(STRATEGIES)}")
+
+
+def select_strategy(name: str = DEFAULTS.strategy, device: Device | None = None):
     """The tf.distribute strategy for training.
 
     auto: MirroredStrategy when more than one GPU is visible, else the default (one device).
@@ -86,8 +93,7 @@ def select_strategy(name: str = "auto", device: Device | None = None):
     """
     import tensorflow as tf
 
-    if name not in STRATEGIES:
-        raise YoloError(f"--strategy {name!r}: expected one of {'|'.join(STRATEGIES)}")
+    check_strategy(name)
     if name == "multiworker":
         # must come before anything initialises TensorFlow's context (collective ops)
         if "TF_CONFIG" not in os.environ:

@@ -228,7 +228,7 @@ def augmented_passes(
 
 def open_detectors(
     paths: Sequence[str | Path],
-    method: str = "yolo",
+    method: str = DEFAULTS.method,
     thresholds=None,
     device=None,
     augment: bool = False,

@@ -49,14 +49,14 @@ class EvalOptions:
     data: str | None = None
     split: str | None = "test"
     model: str | Sequence[str] | None = None
-    method: str = "yolo"  # or window / conv-window (yolo_cli.baselines.detector)
+    method: str = DEFAULTS.method  # or window / conv-window (yolo_cli.baselines.detector)
     predictions: str | None = None
     iou: float = DEFAULTS.eval_iou
     conf: float = DEFAULTS.eval_conf
     nms_iou: float = DEFAULTS.nms_iou
     max_det: int = DEFAULTS.max_det
     batch: int = DEFAULTS.eval_batch
-    device: str = "auto"
+    device: str = DEFAULTS.device
     out: str | None = None
     augment: bool = False
     class_map: str | None = None

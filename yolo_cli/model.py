@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-STRIDE = 32
+from yolo_cli.config import DEFAULTS
+
+STRIDE = DEFAULTS.stride  # the backbone's total stride: the coarsest head's
+HEAD_STRIDES = DEFAULTS.head_strides
 BASE_FILTERS = (16, 32, 64, 128, 256, 512, 512)
 
 
@@ -54,8 +57,8 @@ def _space_to_depth(x, name: str):
 def build_model(
     num_classes: int,
     heads,
-    img_size: int = 416,
-    width: float = 0.5,
+    img_size: int = DEFAULTS.img_size,
+    width: float = DEFAULTS.width,
     passthrough: bool = True,
     name: str = "yolo",
 ):
@@ -120,9 +123,6 @@ def build_model(
         maps[stride] = _conv_bn_leaky(joined, features[stride].shape[-1], 3, f"neck{stride}")
     outputs = [_head(maps[h.stride], h, img_size, num_classes, f"_s{h.stride}") for h in heads]
     return keras.Model(inputs, outputs, name=name)
-
-
-HEAD_STRIDES = (8, 16, 32)
 
 
 def _head(x, head, img_size: int, num_classes: int, suffix: str):

@@ -371,7 +371,9 @@ def shipped_model(name: str) -> Path:
     return config.MODELS_DIR / config.SHIPPED_MODELS[name]
 
 
-def model_path(model: str | Path | None, method: str = "yolo", default: str | None = None) -> Path:
+def model_path(
+    model: str | Path | None, method: str = DEFAULTS.method, default: str | None = None
+) -> Path:
     """``--model`` → a model file: a path, or a shipped model's short name; ``None`` is the
     shipped model ``default`` (:data:`yolo_cli.config.DETECT_MODEL` unless given).
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from yolo_cli.config import DEFAULTS, LIMITS
+from yolo_cli.config import DEFAULTS, LIMITS, check_img_size
 from yolo_cli.errors import YoloError
 from yolo_cli.loss import LOSSES
 from yolo_cli.targets import RULES
@@ -57,10 +57,10 @@ class TrainConfig:
     width: float = DEFAULTS.width
     lambda_obj: float = DEFAULTS.lambda_obj
     augment: bool = True
-    device: str = "auto"
-    strategy: str = "auto"
+    device: str = DEFAULTS.device
+    strategy: str = DEFAULTS.strategy
     weights: str | None = None
-    freeze: int = 0
+    freeze: int = DEFAULTS.freeze
     synth_n: int = DEFAULTS.synth_scenes
     max_steps: int | None = None
     minutes: float | None = None
@@ -88,19 +88,15 @@ def option_name(field: str) -> str:
 def check_config(cfg: TrainConfig) -> None:
     """Raise :class:`YoloError` (``--lr nan: expected a number in (0, 1]``) for the first field
     of ``cfg`` that has the wrong type or lies outside its range."""
-    from yolo_cli.device import STRATEGIES, parse_device
+    from yolo_cli.device import check_strategy, parse_device
 
     for name in (*_INTS, *_FLOATS):
         value = getattr(cfg, name)
         if value is None and name in _OPTIONAL:
             continue
         _check_number(name, value, name in _INTS)
-    lo, hi = LIMITS.img_size
-    size = cfg.img_size
-    if size is not None and (not _is_int(size) or not lo <= size <= hi or size % DEFAULTS.stride):
-        raise YoloError(
-            f"--img-size {size!r}: expected a multiple of {DEFAULTS.stride} in {lo}..{hi}"
-        )
+    if cfg.img_size is not None:
+        check_img_size(cfg.img_size)
     for name in ("data", "out", "weights"):
         value = getattr(cfg, name)
         if value is not None and (not isinstance(value, str) or not value):
@@ -116,8 +112,7 @@ def check_config(cfg: TrainConfig) -> None:
     if not isinstance(cfg.device, str):
         raise YoloError(f"--device {cfg.device!r}: expected a device name")
     parse_device(cfg.device)
-    if cfg.strategy not in STRATEGIES:
-        raise YoloError(f"--strategy {cfg.strategy!r}: expected one of {'|'.join(STRATEGIES)}")
+    check_strategy(cfg.strategy)
 
 
 def _is_int(x) -> bool:

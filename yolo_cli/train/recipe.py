@@ -51,9 +51,6 @@ def input_size(cfg, source: ModelMeta | None) -> int:
     return source.img_size if source is not None else DEFAULTS.img_size
 
 
-HEAD_STRIDES = {1: (32,), 2: (16, 32), 3: (8, 16, 32)}  # heads → their strides, finest first
-
-
 def anchors_per_head(cfg, n_heads: int) -> list[int]:
     """How many of the run's anchors each head gets: ``cfg.num_anchors`` split as evenly as
     possible, finer heads first (default: 5 for one grid, 3 a head for several)."""
@@ -68,8 +65,9 @@ def anchors_per_head(cfg, n_heads: int) -> list[int]:
 def plan_heads(cfg, train_set, source: ModelMeta | None = None) -> tuple[list[Head], str | None]:
     """The model's heads and their anchors.
 
-    Strides: :data:`HEAD_STRIDES` of ``cfg.heads`` for this project's network, the ``source``
-    network's own when it is converted (its heads are rebuilt for these classes). Anchors:
+    Strides: the coarsest ``cfg.heads`` of :attr:`Defaults.head_strides` for this project's
+    network (1: 32; 2: 16, 32; 3: 8, 16, 32), the ``source`` network's own when it is converted
+    (its heads are rebuilt for these classes). Anchors:
     k-means on the training boxes at the input size, sorted by area, the smallest to the finest
     head; a ``source`` of this project's network trained at the same size with the same heads
     lends its own. ``scale_xy`` 2 under the ``ratio`` rule (its neighbour cells' offsets reach
@@ -81,7 +79,7 @@ def plan_heads(cfg, train_set, source: ModelMeta | None = None) -> tuple[list[He
 
     scale = 2.0 if cfg.assign == "ratio" else 1.0
     strides = (
-        HEAD_STRIDES[cfg.heads]
+        DEFAULTS.head_strides[-cfg.heads :]
         if source is None or _is_own(source)
         else sorted(h.stride for h in source.heads)
     )
