@@ -28,7 +28,7 @@ from detect_helpers import (
 from test_data_faults import png_bomb
 
 from yolo_cli.cli import cli
-from yolo_cli.detect import DetectOptions, next_out, run_detect
+from yolo_cli.detect import DetectOptions, run_detect
 from yolo_cli.device import parse_device
 from yolo_cli.draw import class_colour
 from yolo_cli.errors import YoloError
@@ -169,16 +169,6 @@ def test_a_second_run_into_the_same_out_takes_its_own_folder(tmp_path, model_fil
     assert f"results in {out}\n" in first.stderr and f"results in {out}2\n" in second.stderr
     assert {f: (out / f).read_bytes() for f in files_under(out)} == before
     assert files_under(tmp_path / "out2") == ["a.png", "labels/a.txt"]
-
-
-def test_next_out_numbers_an_existing_folder(tmp_path):
-    assert next_out(None) is None
-    assert next_out(str(tmp_path / "new")) == str(tmp_path / "new")
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run2").mkdir()
-    (tmp_path / "file").write_text("")
-    assert next_out(str(tmp_path / "run")) == str(tmp_path / "run3")
-    assert next_out(str(tmp_path / "file")) == str(tmp_path / "file")  # refused by run_folder
 
 
 @pytest.mark.parametrize("case", ["file", "under a file", "proc"])

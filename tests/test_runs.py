@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from yolo_cli.errors import YoloError
-from yolo_cli.runs import next_run_dir, run_folder
+from yolo_cli.runs import fresh_out, next_run_dir, run_folder
 
 
 def test_next_run_dir_counts_up(tmp_path):
@@ -14,6 +14,19 @@ def test_next_run_dir_counts_up(tmp_path):
     (tmp_path / "exp").mkdir()
     (tmp_path / "exp2").mkdir()
     assert next_run_dir(tmp_path) == tmp_path / "exp3"
+
+
+def test_fresh_out_numbers_an_existing_folder(tmp_path, monkeypatch):
+    assert fresh_out(tmp_path / "new") == tmp_path / "new"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run2").mkdir()
+    (tmp_path / "file").write_text("")
+    assert fresh_out(tmp_path / "run") == tmp_path / "run3"
+    assert fresh_out(tmp_path / "file") == tmp_path / "file"  # refused by run_folder
+    with run_folder(tmp_path / "run", "detect", fresh=True) as out:
+        assert out == tmp_path / "run3" and out.is_dir()
+    monkeypatch.chdir(tmp_path / "run")
+    assert fresh_out(".") == tmp_path / "run3"  # "." is named by its absolute path
 
 
 def test_default_folders_are_made_one_each_and_kept_when_written(tmp_path, monkeypatch):

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolo_cli.config import DEFAULTS, LIMITS
+from yolo_cli.config import DEFAULTS, check_img_size
 from yolo_cli.errors import YoloError
 from yolo_cli.sources import STREAM, VIDEO, Frame
 
@@ -142,24 +142,8 @@ def check_options(options: DetectOptions) -> None:
         raise YoloError("--batch and --every must be at least 1")
     if options.line_width is not None and options.line_width < 1:
         raise YoloError(f"--line-width {options.line_width}: expected at least 1 pixel")
-    size, stride = options.img_size, DEFAULTS.stride
-    low, high = LIMITS.img_size[0], LIMITS.img_size[1]
-    if size is not None and not (low <= size <= high and size % stride == 0):
-        raise YoloError(f"--img-size {size}: expected a multiple of {stride} from {low} to {high}")
-
-
-def next_out(out: str | None) -> str | None:
-    """``out``, or ``out2``, ``out3`` … (the first that is not a folder yet) when ``out`` is a
-    folder already, so that a second run into the same ``--out`` keeps the first run's results
-    whole (ultralytics' increment). ``None`` stays ``None`` (the next ``runs/detect/expN``)."""
-    if out is None:
-        return None
-    path = Path(out) if Path(out).name else Path(out).absolute()  # "." has no name to number
-    candidate, n = path, 1
-    while candidate.is_dir():
-        n += 1
-        candidate = path.with_name(f"{path.name}{n}")
-    return str(candidate) if candidate != path else out
+    if options.img_size is not None:
+        check_img_size(options.img_size)
 
 
 def class_filter(classes: Sequence[str] | None, names: Sequence[str], model: Path):
@@ -243,7 +227,7 @@ def run_detect(
         options = replace(options, conf=meta.detect_conf)
     keep = class_filter(options.classes, meta.names, paths[0])
     json_path = check_output_file(options.save_json) if options.save_json else None
-    place = run_folder(next_out(options.out), TASK) if options.writes_folder else nullcontext()
+    place = run_folder(options.out, TASK, fresh=True) if options.writes_folder else nullcontext()
     summary = DetectSummary()
     folder = None
     try:

@@ -81,14 +81,20 @@ def train_window(cfg: WindowTrainConfig) -> WindowTrainResult:
 
     Raises :class:`YoloError` for an unusable dataset or a run folder that already holds a model.
     """
-    from yolo_cli.baselines.classifier import sample_crops, train_classifier
-    from yolo_cli.data.load import load_dataset
     from yolo_cli.data.synth import default_synthetic
-    from yolo_cli.modelfile import ModelMeta, save_model
-    from yolo_cli.runs import next_run_dir
+    from yolo_cli.runs import run_folder
 
     path = cfg.data if cfg.data is not None else default_synthetic(n=cfg.synth_n, seed=0)
-    run_dir = Path(cfg.out) if cfg.out else next_run_dir("runs/train")
+    with run_folder(cfg.out, "train") as run_dir:
+        return _train_window(cfg, path, run_dir)
+
+
+def _train_window(cfg: WindowTrainConfig, path, run_dir: Path) -> WindowTrainResult:
+    """:func:`train_window`'s work once its run folder ``run_dir`` is claimed."""
+    from yolo_cli.baselines.classifier import sample_crops, train_classifier
+    from yolo_cli.data.load import load_dataset
+    from yolo_cli.modelfile import ModelMeta, save_model
+
     if (run_dir / "best.keras").exists():
         raise YoloError(f"{run_dir}: already holds a model; use another --out")
     train = load_dataset(path, split="train")
@@ -124,7 +130,6 @@ def train_window(cfg: WindowTrainConfig) -> WindowTrainResult:
         "val_accuracy": held_out.overall if held_out else None,
     }
     meta = ModelMeta("window", list(train.names), cfg.crop, extra=extra)
-    run_dir.mkdir(parents=True, exist_ok=True)
     save_model(model, run_dir / "last.keras", meta)
     save_model(model, run_dir / "best.keras", meta, include_optimizer=False)
     return WindowTrainResult(run_dir, len(train), held_out)
