@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from markdown import cells
+from shared_data import needs_bccd
 
 from yolo_cli.config import DEFAULTS
 from yolo_cli.model import build_model
@@ -20,6 +21,7 @@ SIZE = 128
 
 
 @pytest.mark.slow
+@needs_bccd  # the script times and scores BCCD's test split
 def test_quick_run_prints_every_table(tmp_path):
     meta = ModelMeta("yolo", list(DEFAULTS.synth_classes), SIZE, [Head(32, ANCHORS)])
     model = build_model(len(meta.names), np.array(ANCHORS), SIZE, width=0.25)

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from shared_data import BCCD, needs_bccd
 
-from yolo_cli.config import datasets_root
 from yolo_cli.data.load import load_dataset
 from yolo_cli.metrics import COCO_IOU_THRESHOLDS, average_precision, evaluate
 from yolo_cli.postprocess import Detections
@@ -305,8 +305,9 @@ def noisy_detections(ground_truth, sizes, num_classes, rng) -> list[Detections]:
     return out
 
 
+@needs_bccd
 def test_coco_mode_agrees_with_pycocotools_on_bccd():
-    dataset = load_dataset(datasets_root() / "bccd" / "BCCD", split="test")
+    dataset = load_dataset(BCCD / "BCCD", split="test")
     assert len(dataset) == 72
     ground_truth = [(s.boxes, s.classes) for s in dataset.samples]
     sizes = [(s.width, s.height) for s in dataset.samples]

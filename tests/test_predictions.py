@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
+from shared_data import BCCD, needs_bccd
 
-from yolo_cli.config import datasets_root
 from yolo_cli.data.dataset import Dataset, Sample
 from yolo_cli.data.load import load_dataset
 from yolo_cli.errors import YoloError
@@ -24,7 +24,8 @@ NAMES = ["cat", "dog", "bird"]
 
 @pytest.fixture(scope="module")
 def bccd():
-    return load_dataset(datasets_root() / "bccd" / "BCCD", split="test")
+    """BCCD's test split; the tests that take it are marked ``needs_bccd``."""
+    return load_dataset(BCCD / "BCCD", split="test")
 
 
 def random_detections(dataset: Dataset, seed: int = 0) -> list[Detections]:
@@ -70,6 +71,7 @@ def write_json(path: Path, content) -> Path:
 # --- round trips ----------------------------------------------------------------------------
 
 
+@needs_bccd
 def test_yolo_txt_with_confidence_round_trip(bccd, tmp_path):
     detections = random_detections(bccd)
     for s, d in zip(bccd.samples, detections, strict=True):
@@ -82,6 +84,7 @@ def test_yolo_txt_with_confidence_round_trip(bccd, tmp_path):
     assert_same(read, detections)
 
 
+@needs_bccd
 def test_coco_results_round_trip_and_pycocotools_reads_them(bccd, tmp_path):
     detections = random_detections(bccd, seed=1)
     files = [s.image for s in bccd.samples]
@@ -102,6 +105,7 @@ def test_coco_results_round_trip_and_pycocotools_reads_them(bccd, tmp_path):
     assert len(loaded.anns) == sum(len(d) for d in detections)
 
 
+@needs_bccd
 def test_detect_records_round_trip_as_json_lines_and_as_a_list(bccd, tmp_path):
     detections = random_detections(bccd, seed=2)
     records = [
@@ -118,6 +122,7 @@ def test_detect_records_round_trip_as_json_lines_and_as_a_list(bccd, tmp_path):
         assert_same(read, detections)
 
 
+@needs_bccd
 def test_evaluating_read_back_predictions_gives_the_same_map(bccd, tmp_path):
     detections = [
         Detections(
