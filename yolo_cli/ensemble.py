@@ -170,13 +170,9 @@ class MergedDetector:
 
     def detect_stream(self, images: Iterable[np.ndarray], batch: int) -> Iterator[Detections]:
         """Detections for a stream of images, computed ``batch`` at a time, in order."""
-        chunk: list[np.ndarray] = []
-        for image in images:
-            chunk.append(image)
-            if len(chunk) == batch:
-                yield from self.detect(chunk)
-                chunk = []
-        yield from self.detect(chunk)
+        from yolo_cli.inference import detect_in_batches
+
+        return detect_in_batches(self.detect, images, batch)
 
     def describe(self) -> str:
         """The passes in words, e.g. ``6 passes fused (WBF): 416px, 416px mirrored, …``."""

@@ -12,7 +12,7 @@ on them in TensorFlow. Images are letterboxed or stretched as the model's metada
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,13 +153,23 @@ class Detector:
 
     def detect_stream(self, images: Iterable[np.ndarray], batch: int) -> Iterator[Detections]:
         """Detections for a stream of images, computed ``batch`` at a time, in order."""
-        chunk: list[np.ndarray] = []
-        for image in images:
-            chunk.append(image)
-            if len(chunk) == batch:
-                yield from self.detect(chunk)
-                chunk = []
-        yield from self.detect(chunk)
+        return detect_in_batches(self.detect, images, batch)
+
+
+def detect_in_batches(
+    detect: Callable[[list[np.ndarray]], list[Detections]],
+    images: Iterable[np.ndarray],
+    batch: int,
+) -> Iterator[Detections]:
+    """``detect`` (images → one :class:`Detections` each) over a stream of images, ``batch``
+    images a call, in order."""
+    chunk: list[np.ndarray] = []
+    for image in images:
+        chunk.append(image)
+        if len(chunk) == batch:
+            yield from detect(chunk)
+            chunk = []
+    yield from detect(chunk)
 
 
 def _is_keras(model) -> bool:
