@@ -12,7 +12,7 @@ Four tables, every number measured in this one run:
    of each stage, measured from the outside by running the same library calls separately on
    the same images in the same batches: read + decode (``read_image``), preprocess
    (``letterbox_image`` + stacking to float32), model and post-process (the Detector's
-   ``tf.function`` split in two: the Keras model alone, then decode + p_c threshold + NMS on
+   ``tf.function`` split in two: the Keras model alone, then decode + score threshold + NMS on
    its output; the unsplit graph is timed too, for comparison), write (``draw_detections`` and
    the run's writer: JPEG + txt). "Unaccounted" is end to end minus the stages: the loop,
    batching, undoing the letterbox, the summary.
@@ -116,7 +116,7 @@ def end_to_end(sources: list[str], model: Path, out: Path, repeats: int) -> tupl
 def split_graph(detector) -> tuple[Callable, Callable]:
     """The Detector's ``tf.function`` cut in two, each placed on its device and returning numpy
     as ``Detector.raw`` does: the Keras model alone (``(N, size, size, 3)`` float32 → raw grid
-    ``(N, S, S, B, 5 + C)``) and decode + p_c threshold + NMS with the Detector's thresholds
+    ``(N, S, S, B, 5 + C)``) and decode + score threshold + NMS with the Detector's thresholds
     (raw grid → padded boxes, scores, classes, count)."""
     import tensorflow as tf
 

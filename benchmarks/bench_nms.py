@@ -9,7 +9,7 @@ Two tables, all numbers measured in this one process:
    ``tf.image.non_max_suppression`` looped over the classes and ``cv2.dnn.NMSBoxesBatched``.
    Every method must keep the same boxes, or the script stops. Ratios are baseline time / our
    time: above 1 we are faster.
-2. full post-processing of one 13×13×5 grid with 3 classes (decode + p_c threshold + NMS), the
+2. full post-processing of one 13×13×5 grid with 3 classes (decode + score threshold + NMS), the
    numpy path and the TensorFlow path, against the goal of 2 ms.
 
 Times are medians of ``--repeats`` runs; the methods take turns run by run so that a noisy
@@ -117,7 +117,7 @@ def nms_methods(boxes, scores, classes, iou_threshold):
 
 
 def postprocess_methods(raw, anchors):
-    """name → callable running decode + p_c threshold + NMS on one raw grid, to numpy."""
+    """name → callable running decode + score threshold + NMS on one raw grid, to numpy."""
     d = DEFAULTS
     signature = [tf.TensorSpec([None, GRID, GRID, d.num_anchors, 5 + NUM_CLASSES], tf.float32)]
 
@@ -195,7 +195,7 @@ def postprocess_table(repeats: int) -> None:
     d = DEFAULTS
     print(
         f"Post-processing one {GRID}×{GRID}×{d.num_anchors} grid, {NUM_CLASSES} classes: decode + "
-        f"p_c > {d.conf_threshold} + NMS {d.nms_iou} + max {d.max_det}, to numpy (goal < 2 ms)"
+        f"score > {d.conf_threshold} + NMS {d.nms_iou} + max {d.max_det}, to numpy (goal < 2 ms)"
     )
     print(f"{'grid':<28} {'candidates':>10} {'kept':>5}  {'path':<34} {'ms':>6}")
     for label, all_above in (

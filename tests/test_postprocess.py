@@ -1,4 +1,4 @@
-"""yolo_cli.postprocess: decode, the p_c threshold and per-class NMS, in numpy and TensorFlow.
+"""yolo_cli.postprocess: decode, the score threshold and per-class NMS, in numpy and TensorFlow.
 
 Oracles: tf.image.non_max_suppression, and the course's loop written out below with Python
 loops. The TF combined-NMS path (`select`) and the numpy path (`filter_detections`) must agree.

@@ -7,7 +7,7 @@ dense layers as convolutions, one pass per pyramid level) and YOLO. Each runs tw
 - a scoring pass at ``score_conf`` (low, as ``yolo eval``: mAP needs the whole ranking) gives
   mAP at ``iou`` and the mean IoU of the true positives at each class's best-F1 confidence
   (how tight the boxes a user would keep are);
-- a timed pass at ``conf`` (``yolo detect``'s p_c threshold) gives the median milliseconds per
+- a timed pass at ``conf`` (``yolo detect``'s score threshold) gives the median milliseconds per
   image, images per second over the pass and the speed-up over the naive sliding window. The
   threshold matters for the window methods: at 0.001 nearly every one of their thousands of
   windows goes into NMS, which would time NMS rather than detection.
@@ -38,8 +38,8 @@ AGREE_SCORE_ATOL = 1e-4
 @dataclass
 class BenchOptions:
     """What ``yolo bench`` takes. ``data=None``: the synthetic test scenes ``yolo eval`` uses;
-    ``yolo_model=None``: :data:`yolo_cli.config.DEFAULT_MODEL`; ``window_model`` is required.
-    ``score_conf``: p_c threshold of the scoring pass; ``conf``: of the timed pass."""
+    ``yolo_model=None``: :data:`yolo_cli.config.EVAL_MODEL`; ``window_model`` is required.
+    ``score_conf``: score threshold of the scoring pass; ``conf``: of the timed pass."""
 
     data: str | None = None
     split: str | None = "test"
@@ -296,7 +296,7 @@ def format_bench(report: BenchReport) -> str:
         "",
         f"window and conv-window detections {agreement}",
         f"mAP and TP IoU (mean IoU of true positives at each class's best-F1 confidence) from "
-        f"detections with p_c > {o.score_conf:g}; times at p_c > {o.conf:g}; "
+        f"detections with score > {o.score_conf:g}; times at score > {o.conf:g}; "
         "windows/image for yolo: grid cells × anchors",
         f"models: window {report.runs[0].model}, yolo {report.runs[2].model}",
     ]

@@ -11,11 +11,11 @@ files and JSON show that same score.
 
 Outputs (:mod:`yolo_cli.writers`) go to a folder of the run's own, made before any work
 (:func:`yolo_cli.runs.run_folder`): ``out``, or ``out2``, ``out3`` … when ``out`` exists;
-``runs/detect/expN`` without ``out``. It is removed again when the run writes nothing into it. Annotated images and videos, labels
-(``save_txt``), crops (``save_crop``) each get a path no other output of the run shares;
-``save_json`` collects the detections as COCO results. Detect records
-(:func:`yolo_cli.predictions.to_json_record`, plus ``"frame"`` for video frames) are handed to
-``on_record`` as they are made; the CLI prints them as JSON lines.
+``runs/detect/expN`` without ``out``. It is removed again when the run writes nothing into it.
+Annotated images and videos, labels (``save_txt``), crops (``save_crop``) each get a path no
+other output of the run shares; ``save_json`` collects the detections as COCO results. Detect
+records (:func:`yolo_cli.predictions.to_json_record`, plus ``"frame"`` for video frames) are
+handed to ``on_record`` as they are made; the CLI prints them as JSON lines.
 
 Ctrl-C stops a run cleanly: the annotated video so far is finished, the JSON written, and the
 summary says ``interrupted``. A write that fails (disk full) stops the run with one

@@ -108,7 +108,7 @@ def build_model(
     features[32] = _conv_bn_leaky(x, filters[6], 3, names[6])
     # the head starts at p_c = 0.5 (zero bias), not at RetinaNet's prior of 0.01: under the
     # squared error on a sigmoid, p_c = 0.01 leaves an assigned slot a gradient of only
-    # 2·0.99·0.01·0.99 ≈ 0.02, and learning objectness took several times longer
+    # 2·0.99·0.01·0.99 ≈ 0.02, which makes objectness learn several times slower
     if len(heads) == 1:
         return keras.Model(
             inputs, _head(features[32], heads[0], img_size, num_classes, ""), name=name

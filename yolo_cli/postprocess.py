@@ -24,7 +24,7 @@ from yolo_cli.boxes import iou
 
 _MAX_LOG_WH = 8.0  # exp(8) ≈ 3000× the anchor: larger is overflow, not a box
 # boxes nms resolves together: larger blocks waste IoU work on boxes suppressed inside the
-# block, smaller ones loop more in Python (128 was fastest for 300 to 10k clustered boxes)
+# block, smaller ones loop more in Python (128 is fastest for 300 to 10k clustered boxes)
 _NMS_BLOCK = 128
 
 

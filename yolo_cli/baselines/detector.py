@@ -36,7 +36,7 @@ class WindowDetector:
     as convolutions (converted here, once). Both classify the same windows — the network's
     total stride apart, at the pyramid scales the model file records (``meta.extra["scales"]``,
     else :data:`DEFAULTS.window_scales`) — and agree to float precision.
-    thresholds: a :class:`yolo_cli.inference.Thresholds` (p_c threshold, NMS IoU, cap).
+    thresholds: a :class:`yolo_cli.inference.Thresholds` (score threshold, NMS IoU, cap).
     """
 
     def __init__(self, model, meta, method: str = "conv-window", thresholds=None, device=None):

@@ -8,8 +8,8 @@ every window runs the whole network on its own. The geometry here (:func:`pyrami
 stride both detectors classify exactly the same windows.
 
 A window's object probability is ``p_c = 1 − P(background)`` and its class probabilities are
-``P(c) / p_c``; :func:`yolo_cli.postprocess.filter_detections` then applies the same
-``p_c > threshold`` rule and per-class NMS as YOLO, so a kept window scores ``P(c)``.
+``P(c) / p_c``; :func:`yolo_cli.postprocess.filter_detections` then applies the same score
+threshold (``p_c · P(class) > conf``) and per-class NMS as YOLO, so a kept window scores ``P(c)``.
 """
 
 from __future__ import annotations

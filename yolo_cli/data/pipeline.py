@@ -2,8 +2,8 @@
 per head.
 
 One call builds one epoch, or several consecutive epochs as one stream (training builds one
-pipeline for the whole run: a fresh pipeline per epoch left threads behind that slowed later
-training steps by half). Per sample, in parallel: read and decode the image, letterbox it
+pipeline for the whole run: a fresh pipeline per epoch leaves threads behind that slow later
+training steps). Per sample, in parallel: read and decode the image, letterbox it
 (:func:`~yolo_cli.data.augment.prepare`) or augment it — a mosaic with three other samples
 (:func:`~yolo_cli.data.augment.mosaic`) or alone (:func:`~yolo_cli.data.augment.augment`) —,
 assign the boxes to the heads' slots (:func:`~yolo_cli.targets.assign_targets`); then batch and
@@ -15,9 +15,9 @@ the mosaic's other three samples included — from its own generator seeded by
 run that rebuilds epoch ``e`` sees exactly the same data.
 
 The per-sample work runs in ``tf.numpy_function`` over OpenCV (which releases the GIL): target
-assignment is numpy anyway, the letterbox is the very one detection uses, and on the 2-core
-CPU read + decode + letterbox in OpenCV ran about as fast as pure TensorFlow at the same resize
-quality (``bench_pipeline.py``, benchmarks/README.md).
+assignment is numpy anyway, the letterbox is the very one detection uses, and read + decode +
+letterbox in OpenCV is about as fast as pure TensorFlow at the same resize quality
+(``benchmarks/bench_pipeline.py``).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def anchors_per_head(cfg, n_heads: int) -> list[int]:
 def plan_heads(cfg, train_set, source: ModelMeta | None = None) -> tuple[list[Head], str | None]:
     """The model's heads and their anchors.
 
-    Strides: the coarsest ``cfg.heads`` of :attr:`Defaults.head_strides` for this project's
+    Strides: the coarsest ``cfg.heads`` of ``DEFAULTS.head_strides`` for this project's
     network (1: 32; 2: 16, 32; 3: 8, 16, 32), the ``source`` network's own when it is converted
     (its heads are rebuilt for these classes). Anchors:
     k-means on the training boxes at the input size, sorted by area, the smallest to the finest
