@@ -42,6 +42,7 @@ import numpy as np
 from yolo_cli.config import DARKNET_CONF, LIMITS
 from yolo_cli.errors import YoloError
 from yolo_cli.modelfile import Head, ModelMeta
+from yolo_cli.summary import conv_output_size
 
 LEAKY_SLOPE = 0.1
 BN_EPSILON = 1e-5
@@ -477,7 +478,7 @@ class _Builder:
             raise opts.error(f"groups={groups} does not divide {c} input channels", "groups")
         if filters % groups:
             raise opts.error(f"groups={groups} does not divide filters={filters}", "groups")
-        out = (h + 2 * padding - size) // stride + 1
+        out = conv_output_size(h, size, stride, padding)
         if out < 1:
             raise opts.error(f"size={size} leaves no output of a {h}×{w} input", "size")
         conv = _Conv(opts, filters, c // groups, size, groups, bool(batch_norm), activation)

@@ -31,7 +31,6 @@ EXTRA = "pip install 'yolo-cli[export]'"
 TFLITE_META = "yolo_cli"  # name of the metadata buffer in a .tflite file
 ONNX_META = "yolo_cli"  # key of the ONNX metadata_props entry
 SAVED_MODEL_META = Path("assets") / META_NAME
-ENGINES = ("tensorflow", "litert", "onnxruntime", "openvino")
 
 
 def artifact_format(path: str | Path) -> str:

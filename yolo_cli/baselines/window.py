@@ -21,6 +21,7 @@ import numpy as np
 from yolo_cli.baselines.classifier import model_macs, network_stride
 from yolo_cli.config import DEFAULTS
 from yolo_cli.postprocess import Detections, filter_detections
+from yolo_cli.summary import conv_output_size
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Level:
 
     def grid(self, crop: int, stride: int) -> tuple[int, int]:
         """Windows per column and per row: ``⌊(n − crop) / stride⌋ + 1`` (course's n_out)."""
-        return (self.height - crop) // stride + 1, (self.width - crop) // stride + 1
+        return tuple(conv_output_size(n, crop, stride) for n in (self.height, self.width))
 
 
 def pyramid(height: int, width: int, scales, crop: int) -> list[Level]:
