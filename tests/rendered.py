@@ -1,7 +1,7 @@
 """Rendered test data whose detections are known exactly: a hand-set network and the scenes,
 datasets and model files made for it.
 
-The network is the real one with hand-set weights, as in test_detect.py: every convolution
+The network is the real one with hand-set weights: every convolution
 passes the red channel of its centre tap through (BatchNorm set to identity), so each grid
 cell ends up holding the brightest red value inside it; the head turns a white cell (v = 1)
 into p_c = σ(5) for anchor 0 and the class ``detects``, and anything darker into nothing.
@@ -79,8 +79,9 @@ def patch_scene(cells: list[tuple[int, int]], size: int = SIZE) -> tuple[np.ndar
     return image, np.array(boxes, np.float32).reshape(-1, 4)
 
 
-def write_rgb(path: Path, image: np.ndarray) -> Path:
-    assert cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+def write_rgb(path: Path, image: np.ndarray, *params) -> Path:
+    """Write an RGB image; ``params``: OpenCV's (``cv2.IMWRITE_JPEG_QUALITY, 80``)."""
+    assert cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), list(params))
     return path
 
 
