@@ -490,3 +490,26 @@ def test_tensorboard_events(scenes64, tmp_path):
     width, height, png = tf.make_ndarray(images[0][2])
     assert (int(width), int(height)) == (TINY, TINY)
     assert tf.io.decode_png(png).shape == (TINY, TINY, 3)
+
+
+def test_validation_scores_the_weights_of_the_moment(scenes64):
+    """Validation keeps one detector for the run; it must read the network's weights as they
+    are at each pass (not a copy from the first)."""
+    import numpy as np
+
+    from yolo_cli.inference import Detector, Thresholds
+    from yolo_cli.train import TrainHooks
+    from yolo_cli.train.loop import build_trainer
+
+    trainer = build_trainer(tiny_config(scenes64, ema=False), TrainHooks())
+    assert trainer.validate(lambda: False) is not None
+    for layer in trainer.model.layers:
+        if layer.name.startswith("head"):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, bias + np.float32(3.0)])
+    size = trainer.meta.img_size
+    batch = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
+    fresh = Detector(trainer.model, trainer.meta, Thresholds(conf=0.001), fold_bn=False)
+    kept = trainer._detector
+    for a, b in zip(kept.raw(batch), fresh.raw(batch)):
+        np.testing.assert_allclose(a, b, atol=1e-5)

@@ -262,6 +262,7 @@ class Trainer:
         self._val_step = _make_val_step(model, loss_fn)
         self._stream: Iterator | None = None
         self._stream_end = 0
+        self._detector = None
 
     @property
     def is_chief(self) -> bool:
@@ -343,8 +344,12 @@ class Trainer:
             s, n = self._val_step(images, targets)
             total += float(s)
             count += int(n)
-        # a Detector runs a copy of the network (BatchNorm folded): one per pass, of these weights
-        detector = Detector(self.model, self.meta, Thresholds(conf=DEFAULTS.eval_conf))
+        # unfolded, the detector reads the network's variables: traced once, it scores every
+        # epoch's weights (the moving averages while deployed() holds them)
+        if self._detector is None:
+            thresholds = Thresholds(conf=DEFAULTS.eval_conf)
+            self._detector = Detector(self.model, self.meta, thresholds, fold_bn=False)
+        detector = self._detector
         truth, shown = [], []
 
         def readable():
