@@ -774,24 +774,14 @@ def _set_conv(conv: _Conv, values: np.ndarray, weights: Path) -> None:
 
 
 def read_names(path: str | Path, classes: int) -> list[str]:
-    """Class names, one a line (Darknet's ``.names``); their count must be ``classes``."""
-    path = Path(path)
-    if not path.is_file():
-        raise YoloError(f"{path}: names file not found")
-    try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    except UnicodeDecodeError:
-        raise YoloError(f"{path}: not a text file of class names") from None
-    while lines and not lines[-1]:
-        lines.pop()
-    for number, name in enumerate(lines, 1):
-        if not name:
-            raise YoloError(f"{path}:{number}: empty class name")
-        if name in lines[: number - 1]:
-            raise YoloError(f"{path}:{number}: class name {name!r} repeats")
-    if len(lines) != classes:
-        raise YoloError(f"{path}: {len(lines)} names, but the cfg says classes={classes}")
-    return lines
+    """Class names, one a line (Darknet's ``.names``, read by
+    :func:`yolo_cli.data.records.read_class_list`); their count must be ``classes``."""
+    from yolo_cli.data.records import read_class_list
+
+    names = read_class_list(path)
+    if len(names) != classes:
+        raise YoloError(f"{path}: {len(names)} names, but the cfg says classes={classes}")
+    return names
 
 
 def import_darknet(cfg: str | Path, weights: str | Path, names: str | Path | None = None):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,19 +143,28 @@ def carve_val(
     return {**parts, "train": _by_image(shuffled[n_val:]), "val": _by_image(shuffled[:n_val])}
 
 
-def read_class_list(path: Path) -> list[str]:
-    """Class names from a text file, one per line (``classes.txt``); blank lines ignored."""
+def read_class_list(path: str | Path) -> list[str]:
+    """Class names from a text file, one a line, class id = line number − 1 (``classes.txt``,
+    Darknet's ``.names``); blank lines at the end are ignored. Raises :class:`YoloError` for a
+    missing or unreadable file, an empty list, a blank line among the names (it would shift
+    every id after it) and a name listed twice."""
+    path = Path(path)
+    if not path.is_file():
+        raise YoloError(f"{path}: class list not found")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     except (OSError, UnicodeDecodeError) as e:
         raise YoloError(f"{path}: unreadable class list ({e})") from None
-    names = [line.strip() for line in lines if line.strip()]
-    if not names:
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
         raise YoloError(f"{path}: class list is empty")
-    if len(set(names)) != len(names):
-        dup = next(n for n, k in Counter(names).items() if k > 1)
-        raise YoloError(f"{path}: class {dup!r} is listed twice")
-    return names
+    for number, name in enumerate(lines, 1):
+        if not name:
+            raise YoloError(f"{path}:{number}: empty class name")
+        if name in lines[: number - 1]:
+            raise YoloError(f"{path}:{number}: class name {name!r} repeats")
+    return lines
 
 
 def child_dir(folder: Path, name: str) -> Path | None:
