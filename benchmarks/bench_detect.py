@@ -335,7 +335,8 @@ def bccd_detections(dataset, detector) -> tuple[list, str]:
         thresholds = Thresholds(DEFAULTS.eval_conf, DEFAULTS.nms_iou, DEFAULTS.max_det)
         low = Detector(detector.model, detector.meta, thresholds, detector.device)
         images = (read_image(s.image) for s in dataset.samples)
-        return list(low.detect_stream(images, DEFAULTS.batch)), "the model's, conf 0.001"
+        found = list(low.detect_stream(images, DEFAULTS.batch))
+        return found, f"the model's, conf {DEFAULTS.eval_conf:g}"
     detections = perturbed_detections(dataset, np.random.default_rng(0))
     return detections, f"perturbed ground truth (model classes {detector.meta.names} ≠ BCCD's)"
 
@@ -519,10 +520,12 @@ def cpu_name() -> str:
 
 
 def main() -> None:
-    from yolo_cli import config
+    from yolo_cli.config import DETECT_MODEL
+    from yolo_cli.modelfile import shipped_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=config.DEFAULT_MODEL, help="model file")
+    default = shipped_model(DETECT_MODEL)
+    parser.add_argument("--model", type=Path, default=default, help="model file")
     parser.add_argument("--quick", action="store_true", help="a few images of each: smoke test")
     parser.add_argument("--images", type=int, help="images for the memory part (default 1000)")
     # the memory part re-runs this script as the detect process

@@ -230,7 +230,7 @@ def measure(data: Path, args) -> dict:
 
 
 def main() -> None:
-    from yolo_cli.config import datasets_root
+    from yolo_cli.config import DEFAULTS, datasets_root
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -241,8 +241,8 @@ def main() -> None:
         help="datasets (their train splits)",
     )
     parser.add_argument("--heads", type=int, choices=(1, 2), default=2)
-    parser.add_argument("--img-size", type=int, default=416)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--img-size", type=int, default=DEFAULTS.img_size)
+    parser.add_argument("--batch", type=int, default=DEFAULTS.batch)
     parser.add_argument("--epochs", type=int, default=3, help="timed pipeline epochs (best)")
     parser.add_argument("--steps", type=int, default=6, help="timed train steps (best)")
     args = parser.parse_args()

@@ -256,6 +256,7 @@ def where_time_goes(keras_model, meta, paths, batches, repeats: int) -> list[dic
     import keras
     import tensorflow as tf
 
+    from yolo_cli.config import DEFAULTS
     from yolo_cli.data.image import read_image
     from yolo_cli.inference import fold_batchnorm
     from yolo_cli.modelfile import model_outputs
@@ -278,10 +279,12 @@ def where_time_goes(keras_model, meta, paths, batches, repeats: int) -> list[dic
         for h in meta.heads
     ]
 
+    d = DEFAULTS
+
     @tf.function(input_signature=grids)
     def post(*raws):
         boxes, p_c, probs = decode(list(raws), meta.heads, size, meta.class_activation)
-        return select(boxes, p_c, probs, 0.6, 0.5, 100)
+        return select(boxes, p_c, probs, d.conf_threshold, d.nms_iou, d.max_det)
 
     images = [read_image(p) for p in paths]
     stages = Stages(graph, meta, whole, first, rest, post)
@@ -357,7 +360,7 @@ def cache_mb() -> float | None:
 
 
 def main(argv=None) -> None:
-    from yolo_cli.config import datasets_root
+    from yolo_cli.config import DEFAULTS, datasets_root
     from yolo_cli.data.load import load_dataset
     from yolo_cli.runtimes import default_threads
     from yolo_cli.summary import total_macs
@@ -369,10 +372,12 @@ def main(argv=None) -> None:
     p.add_argument("--img-size", type=int, help="our input side (default: the model's own)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--calib-images", type=int, default=100)
-    p.add_argument("--conf", type=float, default=0.6, help="timing threshold (yolo detect's)")
+    p.add_argument(
+        "--conf", type=float, default=DEFAULTS.conf_threshold, help="timing threshold (detect's)"
+    )
     p.add_argument("--v8-python", default=V8_PYTHON)
     p.add_argument("--v8-model", default="yolov8n.yaml", help="a .pt, or the untrained yaml")
-    p.add_argument("--v8-imgsz", type=int, default=416)
+    p.add_argument("--v8-imgsz", type=int, default=DEFAULTS.img_size)
     p.add_argument(
         "--v8-map", default="0.784", help="YOLOv8n's mAP@0.5: a number or a file holding one"
     )
@@ -424,7 +429,7 @@ def main(argv=None) -> None:
             scoring = Detector(
                 detector.engine or detector.model,
                 detector.meta,
-                Thresholds(conf=0.001),
+                Thresholds(conf=DEFAULTS.eval_conf),
                 fold_bn=folded,
             )
             row.map50 = map50(scoring, paths, dataset)
