@@ -827,24 +827,27 @@ _TRAIN_EXIT = {
 _RESUME_OPTIONS = ("epochs", "minutes", "patience", "device", "strategy")
 
 
-def _resume_changes(ctx: click.Context, options: dict) -> dict:
-    """The options given with ``--resume`` (others are refused: the run keeps its own)."""
+def _given(ctx: click.Context) -> dict[str, str]:
+    """The options given on the command line (not left at their defaults): name → spelling."""
     from click.core import ParameterSource
 
-    given = [
-        p
+    return {
+        p.name: p.opts[0]
         for p in ctx.command.params
-        if p.expose_value
-        and ctx.get_parameter_source(p.name) is not ParameterSource.DEFAULT
-        and p.name not in ("resume", "method")
-    ]
-    fixed = [p.opts[0] for p in given if p.name not in _RESUME_OPTIONS]
+        if p.expose_value and ctx.get_parameter_source(p.name) is not ParameterSource.DEFAULT
+    }
+
+
+def _resume_changes(ctx: click.Context, options: dict) -> dict:
+    """The options given with ``--resume`` (others are refused: the run keeps its own)."""
+    given = {k: v for k, v in _given(ctx).items() if k not in ("resume", "method")}
+    fixed = [opt for name, opt in given.items() if name not in _RESUME_OPTIONS]
     if fixed:
         raise YoloError(
             f"--resume continues the run with its own settings: {', '.join(fixed)} cannot "
             f"change (only --{', --'.join(_RESUME_OPTIONS)})"
         )
-    return {p.name: options[p.name] for p in given}
+    return {name: options[name] for name in given}
 
 
 def _train_summary(result) -> str:
@@ -921,16 +924,9 @@ _WINDOW_TRAIN_OPTIONS = ("data", "epochs", "batch", "lr", "seed", "out")
 
 def _train_window(options: dict) -> None:
     """``yolo train --method window``: YOLO-only options given on the command line are refused."""
-    from click.core import ParameterSource
-
     from yolo_cli.baselines.train_window import WindowTrainConfig, train_window
 
-    ctx = click.get_current_context()
-    given = {
-        p.name: p.opts[0]
-        for p in ctx.command.params
-        if p.expose_value and ctx.get_parameter_source(p.name) is not ParameterSource.DEFAULT
-    }
+    given = _given(click.get_current_context())
     yolo_only = [
         opt for name, opt in given.items() if name not in (*_WINDOW_TRAIN_OPTIONS, "method")
     ]
