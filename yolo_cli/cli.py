@@ -656,11 +656,7 @@ def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
 )
 @nms_iou_option
 @max_det_option
-@click.option(
-    "--out",
-    type=click.Path(),
-    help="Artifact path (default: the model's name + _fp16/_int8 + .tflite/.onnx/_saved_model).",
-)
+@out_option("Artifact path (default: the model's name + _fp16/_int8 + .tflite/.onnx/_saved_model).")
 def export(model: str | None, int8: bool, data: str | None, **options) -> None:
     """Export a model for a runtime; its class names, heads, anchors, input size and resize mode
     go inside the artifact.
@@ -1048,11 +1044,9 @@ _PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anyth
 )
 @device_option
 @click.option("--classes", help="Keep only these classes, by name or id: car,person or 0,2.")
-@click.option(
-    "--out",
-    type=click.Path(),
-    help="Results folder (default runs/detect/expN). When it exists, OUT2, OUT3 … is used "
-    "instead, so that a run does not write into an earlier run's folder.",
+@out_option(
+    "Results folder (default runs/detect/expN). When it exists, OUT2, OUT3 … is used instead, "
+    "so that a run does not write into an earlier run's folder."
 )
 @click.option("--save-txt", is_flag=True, help="Write labels/NAME.txt in YOLO txt.")
 @click.option("--save-conf", is_flag=True, help="Add a score column to --save-txt labels.")
