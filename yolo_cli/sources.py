@@ -43,6 +43,7 @@ from yolo_cli.errors import YoloError
 IMAGE, VIDEO, STREAM = "image", "video", "stream"
 LIST_SUFFIX = ".txt"
 VIDEO_SUFFIX = ".mp4"  # annotated videos and streams
+IMAGE_SUFFIX = ".jpg"  # annotated images whose input has no image extension
 RESERVED = ("labels", "crops")  # run-folder entries that hold other outputs
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _GLOB_MAGIC = set("*?[")
@@ -185,7 +186,7 @@ def _file(path: Path, base: str) -> _Found:
     suffix = path.suffix.lower()
     if suffix in VIDEO_EXTENSIONS:
         return _Found(str(path), VIDEO, base, VIDEO_SUFFIX, str(path.resolve()))
-    out_suffix = path.suffix if suffix in IMAGE_EXTENSIONS else ".jpg"
+    out_suffix = path.suffix if suffix in IMAGE_EXTENSIONS else IMAGE_SUFFIX
     return _Found(str(path), IMAGE, base, out_suffix, str(path.resolve()))
 
 
@@ -218,7 +219,7 @@ def _url(url: str, timeout: float) -> _Found:
     suffix = path.suffix.lower()
     if parsed.scheme.lower() in ("http", "https"):
         if suffix in IMAGE_EXTENSIONS or _content_type(url, timeout).startswith("image/"):
-            image_suffix = suffix if suffix in IMAGE_EXTENSIONS else ".jpg"
+            image_suffix = suffix if suffix in IMAGE_EXTENSIONS else IMAGE_SUFFIX
             return _Found(url, IMAGE, base, image_suffix, url)
     return _Found(url, STREAM, base, VIDEO_SUFFIX, url)
 
