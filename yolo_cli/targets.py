@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from yolo_cli.boxes import area, convert, iou_wh
+from yolo_cli.config import DEFAULTS
 
 RULES = ("best", "ratio")
 
@@ -39,7 +40,7 @@ def assign_targets(
     img_size: int,
     num_classes: int,
     rule: str = "best",
-    anchor_t: float = 4.0,
+    anchor_t: float = DEFAULTS.anchor_t,
 ) -> tuple[list[np.ndarray], int]:
     """Encode one image's boxes into one target grid per head.
 

@@ -84,7 +84,7 @@ def train_window(cfg: WindowTrainConfig) -> WindowTrainResult:
     from yolo_cli.data.synth import default_synthetic
     from yolo_cli.runs import run_folder
 
-    path = cfg.data if cfg.data is not None else default_synthetic(n=cfg.synth_n, seed=0)
+    path = cfg.data if cfg.data is not None else default_synthetic(n=cfg.synth_n)
     with run_folder(cfg.out, "train") as run_dir:
         return _train_window(cfg, path, run_dir)
 
