@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from yolo_cli.boxes import area, clip, letterbox_image
+from yolo_cli.boxes import Letterbox, area, clip, letterbox_image
 from yolo_cli.config import DEFAULTS
 
 
@@ -183,7 +183,7 @@ def _tile(
 ) -> Tile:
     """A ``width × height`` source at a random scale (of its letterbox fit to the ``size``
     input) and aspect jitter onto the input rectangle ``rect`` ``(x, y, w, h)``."""
-    size_scale = min(size / width, size / height)
+    size_scale = Letterbox.fit(width, height, size).scale
     u = rng.uniform(*params.scale)
     log_jitter = math.log(params.max_aspect_jitter)
     aspect = math.sqrt(math.exp(rng.uniform(-log_jitter, log_jitter)))

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from yolo_cli.boxes import Letterbox
 from yolo_cli.config import DEFAULTS
 from yolo_cli.errors import YoloError
 from yolo_cli.loss import PARTS
@@ -31,7 +32,7 @@ def scaled_box_shapes(dataset, img_size: int) -> np.ndarray:
     """Box (w, h) of every object after letterboxing its image to ``img_size`` → ``(N, 2)``."""
     shapes = []
     for s in dataset.samples:
-        scale = min(img_size / s.width, img_size / s.height)
+        scale = Letterbox.fit(s.width, s.height, img_size).scale
         shapes.append((s.boxes[:, 2:] - s.boxes[:, :2]) * scale)
     return np.concatenate(shapes) if shapes else np.zeros((0, 2), np.float32)
 
