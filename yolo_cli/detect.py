@@ -174,14 +174,12 @@ def load_detector(paths: Sequence[Path], options: DetectOptions, device):
     from yolo_cli.ensemble import combine
 
     detectors = [_open(path, options, device) for path in paths]
-    return combine(detectors, paths, options.augment, device)
+    return combine(detectors, paths, options.augment)
 
 
 def _open(path: Path, options: DetectOptions, device):
     from yolo_cli.baselines.detector import open_detector
-    from yolo_cli.device import device_scope
-    from yolo_cli.inference import Detector, Thresholds
-    from yolo_cli.model import resized_model
+    from yolo_cli.inference import Thresholds
 
     thresholds = Thresholds(options.conf, options.nms_iou, options.max_det)
     detector = open_detector(options.method, path, thresholds, device)
@@ -192,9 +190,7 @@ def _open(path: Path, options: DetectOptions, device):
         raise YoloError(
             f"{path}: --img-size applies to YOLO models, not to --method {options.method}"
         )
-    with device_scope(device):
-        model = resized_model(detector.model, detector.meta, size, path)
-    return Detector(model, replace(detector.meta, img_size=size), thresholds, device)
+    return detector.resized(size, path)
 
 
 def run_detect(

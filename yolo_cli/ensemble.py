@@ -32,7 +32,7 @@ and the ``max_det`` best kept, as a single detector does.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -197,15 +197,11 @@ def tta_sizes(img_size: int, scales: Sequence[float] = TTA_SCALES) -> list[int]:
     return list(dict.fromkeys(sizes))
 
 
-def augmented_passes(
-    detector, path, device=None, scales: Sequence[float] = TTA_SCALES
-) -> list[Pass]:
+def augmented_passes(detector, path, scales: Sequence[float] = TTA_SCALES) -> list[Pass]:
     """``--augment``'s passes of one detector: at each :func:`tta_sizes` input side the model
-    can be rebuilt at (a YOLO model that records how it was built; otherwise its own side
-    only), each plain and mirrored."""
-    from yolo_cli.device import device_scope
+    can be rebuilt at (a YOLO model that records how it was built, on its device; otherwise its
+    own side only), each plain and mirrored."""
     from yolo_cli.inference import Detector
-    from yolo_cli.model import resized_model
 
     detectors = [detector]
     if isinstance(detector, Detector):
@@ -213,12 +209,9 @@ def augmented_passes(
             if size == detector.meta.img_size:
                 continue
             try:
-                with device_scope(device):
-                    model = resized_model(detector.model, detector.meta, size, path)
+                detectors.append(detector.resized(size, path))
             except YoloError:
                 break  # the model cannot be rebuilt at any other size either
-            meta = replace(detector.meta, img_size=size)
-            detectors.append(Detector(model, meta, detector.thresholds, device))
     return [Pass(d, flip) for d in detectors for flip in (False, True)]
 
 
@@ -234,10 +227,10 @@ def open_detectors(
     from yolo_cli.baselines.detector import open_detector
 
     detectors = [open_detector(method, p, thresholds, device) for p in paths]
-    return combine(detectors, paths, augment, device)
+    return combine(detectors, paths, augment)
 
 
-def combine(detectors: Sequence, paths: Sequence[str | Path], augment: bool = False, device=None):
+def combine(detectors: Sequence, paths: Sequence[str | Path], augment: bool = False):
     """Detectors already open (``paths``: their model files, for messages and rebuilding) as
     one: a single detector without ``augment`` is itself; otherwise a :class:`MergedDetector`
     over every detector's passes (:func:`augmented_passes` with ``augment``), with the first
@@ -257,6 +250,6 @@ def combine(detectors: Sequence, paths: Sequence[str | Path], augment: bool = Fa
     passes = [
         p
         for path, d in zip(paths, detectors, strict=True)
-        for p in (augmented_passes(d, path, device) if augment else [Pass(d)])
+        for p in (augmented_passes(d, path) if augment else [Pass(d)])
     ]
     return MergedDetector(passes, detectors[0].thresholds)

@@ -13,7 +13,7 @@ on them in TensorFlow. Images are letterboxed or stretched as the model's metada
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -113,6 +113,16 @@ class Detector:
         if meta.kind != "yolo":
             raise YoloError(f"{path}: a {meta.kind!r} model, not a YOLO detector")
         return cls(model, meta, thresholds, device)
+
+    def resized(self, img_size: int, path) -> Detector:
+        """The same network and weights at input side ``img_size``, with the same thresholds and
+        device (:func:`yolo_cli.model.resized_model`; ``path``, the model file, for its
+        messages). Raises :class:`YoloError` where the model cannot be rebuilt."""
+        from yolo_cli.model import resized_model
+
+        with device_scope(self.device):
+            model = resized_model(self.model, self.meta, img_size, path)
+        return Detector(model, replace(self.meta, img_size=img_size), self.thresholds, self.device)
 
     @property
     def macs(self) -> int | None:
