@@ -211,9 +211,9 @@ def run_detect(
     :class:`YoloError` for a bad model, option, class name or results folder (before any
     work), when a write fails, and when no input at all could be processed.
     """
+    from yolo_cli.fileio import check_writable
     from yolo_cli.modelfile import model_path, read_meta
     from yolo_cli.runs import run_folder
-    from yolo_cli.writers import check_output_file
 
     check_options(options)
     models = [options.model] if isinstance(options.model, str | None) else list(options.model)
@@ -222,7 +222,7 @@ def run_detect(
     if options.conf is None:
         options = replace(options, conf=meta.detect_conf)
     keep = class_filter(options.classes, meta.names, paths[0])
-    json_path = check_output_file(options.save_json) if options.save_json else None
+    json_path = check_writable(options.save_json) if options.save_json else None
     place = run_folder(options.out, TASK, fresh=True) if options.writes_folder else nullcontext()
     summary = DetectSummary()
     folder = None

@@ -42,20 +42,6 @@ def _reason(error: OSError) -> str:
     return error.strerror or str(error)
 
 
-def check_output_file(path: str | Path) -> Path:
-    """Refuse, before any work, a file the run could not write at the end: a folder, a path
-    under a file, a folder that is not writable."""
-    path = Path(path)
-    if path.is_dir():
-        raise YoloError(f"{path}: is a folder, expected a file name")
-    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
-    if not existing.is_dir():
-        raise YoloError(f"{path}: cannot write ({existing} is a file)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise YoloError(f"{path}: cannot write (no permission in {existing})")
-    return path
-
-
 def safe_class(name: str) -> str:
     """A class name as a folder name: path separators and characters file systems refuse → _."""
     safe = _UNSAFE_CLASS.sub("_", name).strip()
@@ -154,10 +140,7 @@ class RunWriter:
         self._file(target, data.tobytes())
 
     def _file(self, target: Path, data: str | bytes) -> None:
-        try:
-            write_atomic(target, data)
-        except OSError as e:
-            raise YoloError(f"{target}: cannot write ({_reason(e)})") from None
+        write_atomic(target, data)
         self.written += 1
 
     def _video_for(self, source: Source, fps: float | None, shape) -> _VideoOut:
@@ -264,7 +247,4 @@ class CocoJson:
         from yolo_cli.predictions import to_coco_results
 
         results = to_coco_results(self.files, self.detections, self.names)
-        try:
-            write_atomic(self.path, json.dumps(results))
-        except OSError as e:
-            raise YoloError(f"{self.path}: cannot write ({_reason(e)})") from None
+        write_atomic(self.path, json.dumps(results))
