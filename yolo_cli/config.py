@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,13 @@ class Range(NamedTuple):
         low, high = (str(v) if isinstance(v, int) else f"{v:g}" for v in (self.low, self.high))
         return f"({low}, {high}]" if self.low_open else f"{low}..{high}"
 
+    def check(self, option: str, value) -> None:
+        """Raise :class:`YoloError` (``--conf nan: expected a number in 0..1``) unless
+        ``value`` is a finite number in range."""
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and self.holds(value)):
+            raise YoloError(f"{option} {value!r}: expected a number in {self.describe()}")
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -114,6 +122,7 @@ class Limits:
     """
 
     img_size: tuple[int, int] = (DEFAULTS.stride, 4096)  # model input side, a stride multiple
+    score: Range = Range(0.0, 1.0)  # score and IoU thresholds (--conf, --iou, --nms-iou)
     anchors_per_head: int = 16
     model_bytes: int = 1 << 30
     model_unpacked_bytes: int = 2 << 30

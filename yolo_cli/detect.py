@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolo_cli.config import DEFAULTS, check_img_size
+from yolo_cli.config import DEFAULTS, LIMITS, check_img_size
 from yolo_cli.errors import YoloError
 from yolo_cli.sources import STREAM, VIDEO, Frame
 
@@ -136,8 +136,12 @@ def _count(n: int, what: str) -> str:
 
 
 def check_options(options: DetectOptions) -> None:
-    """Refuse out-of-range numbers before any work: ``--img-size`` must be a multiple of the
-    stride within :data:`~yolo_cli.config.LIMITS` ``.img_size``."""
+    """Refuse out-of-range numbers before any work: thresholds in
+    :data:`~yolo_cli.config.LIMITS` ``.score`` (NaN never is), ``--img-size`` a multiple of
+    the stride within ``LIMITS.img_size``."""
+    if options.conf is not None:
+        LIMITS.score.check("--conf", options.conf)
+    LIMITS.score.check("--nms-iou", options.nms_iou)
     if options.batch < 1 or options.every < 1:
         raise YoloError("--batch and --every must be at least 1")
     if options.line_width is not None and options.line_width < 1:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from yolo_cli import __version__
-from yolo_cli.config import DEFAULTS, EXPORT_FORMATS
+from yolo_cli.config import DEFAULTS, EXPORT_FORMATS, LIMITS
 from yolo_cli.errors import YoloError
 from yolo_cli.modelfile import META_NAME, ModelMeta
 
@@ -72,9 +72,12 @@ def default_out(source: Path, fmt: str, prec: str) -> Path:
 
 
 def check_options(options: ExportOptions) -> None:
-    """Refuse combinations no format supports; raises :class:`YoloError`."""
+    """Refuse thresholds out of range and combinations no format supports; raises
+    :class:`YoloError`."""
     if options.fmt not in FORMATS:
         raise YoloError(f"--format {options.fmt!r}: expected one of {', '.join(FORMATS)}")
+    LIMITS.score.check("--conf", options.conf)
+    LIMITS.score.check("--nms-iou", options.nms_iou)
     if options.half and options.int8_data:
         raise YoloError("--half and --int8: choose one precision")
     if options.half and options.fmt == "saved_model":
@@ -91,6 +94,7 @@ def export_model(
     on_step: receives a short line per stage (loading, calibrating, converting). Raises
     :class:`YoloError` for a bad model, option or dataset, or a missing optional dependency.
     """
+    from yolo_cli.fileio import check_writable
     from yolo_cli.inference import fold_batchnorm
     from yolo_cli.modelfile import load_model, model_path
     from yolo_cli.summary import total_macs
@@ -131,6 +135,7 @@ def export_model(
         raise YoloError(f"{out}: saved_model exports are folders, not {suffix} files")
     if options.fmt != "saved_model" and suffix != _SUFFIX[options.fmt]:
         raise YoloError(f"{out}: {options.fmt} exports end in {_SUFFIX[options.fmt]}")
+    check_writable(out, folder=options.fmt == "saved_model")
     step(f"exporting {source} ({prec}, input {meta.img_size}) to {out}")
     if options.fmt == "saved_model":
         write_saved_model(graph, meta, out, options)
