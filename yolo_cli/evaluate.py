@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -27,14 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from yolo_cli import config
-from yolo_cli.config import DEFAULTS
+from yolo_cli.config import DEFAULTS, LIMITS
 from yolo_cli.data.dataset import Dataset, Problems
 from yolo_cli.errors import YoloError
+from yolo_cli.fileio import write_atomic
 from yolo_cli.labelsets import ClassMatch
 from yolo_cli.metrics import COCO_IOU_THRESHOLDS, EvalResult, evaluate
 from yolo_cli.plots import plot_pr_curves
 from yolo_cli.postprocess import Detections
 
+TASK = "eval"  # runs/eval/expN
 SYNTH_TEST_SEED = 1  # the default model trains on seed 0; its test scenes are never seen
 SYNTH_TEST_N = 300
 
@@ -74,8 +75,8 @@ class EvalOptions:
 class EvalReport:
     """Scores at ``--iou`` (``at_iou``) and COCO mAP@[.5:.95] (``coco``), where they went.
 
-    images: images scored; skipped: images that could not be read (left out with their ground
-    truth). match: how the model's classes were matched to the dataset's (None for a
+    images: images scored; skipped: images of the split that are missing or could not be read
+    (left out with their ground truth). match: how the model's classes were matched to the dataset's (None for a
     predictions file, scored by class name).
     """
 
@@ -191,17 +192,28 @@ def run_eval(
 
     progress: given the number of images to run the model on, returns a context manager whose
     ``update(n)`` is called as images are done (click's ``progressbar`` fits), or None.
-    Raises :class:`YoloError` for options that do not fit together, a bad dataset, model or
-    predictions file, and a model that shares no class with the dataset.
+    Raises :class:`YoloError` for options that do not fit together or are out of range, a run
+    folder that cannot be made (before any work), a bad dataset, model or predictions file,
+    and a model that shares no class with the dataset.
     """
-    from yolo_cli.labelsets import match_classes, parse_class_map
-    from yolo_cli.runs import next_run_dir
+    from yolo_cli.labelsets import parse_class_map
+    from yolo_cli.runs import run_folder
 
+    for option in ("iou", "conf", "nms_iou"):
+        LIMITS.score.check("--" + option.replace("_", "-"), getattr(options, option))
     class_map = parse_class_map(options.class_map)
     if options.predictions and (class_map or options.augment or len(options.models) > 1):
         raise YoloError(
             "--class-map, --augment and several --model apply to a model, not to --predictions"
         )
+    with run_folder(options.out, TASK) as run_dir:
+        return _run_eval(options, class_map, run_dir, progress)
+
+
+def _run_eval(options: EvalOptions, class_map, run_dir: Path, progress) -> EvalReport:
+    """:func:`run_eval`'s work once its run folder ``run_dir`` is claimed."""
+    from yolo_cli.labelsets import match_classes
+
     dataset = load_eval_dataset(options.data, options.split)
     metrics: dict = {"command": options.command}
     match = None
@@ -223,6 +235,7 @@ def run_eval(
         metrics["models"] = [_file_entry(p) for p in model.paths]
         metrics["augment"] = options.augment
     samples = [dataset.samples[i] for i in kept]
+    skipped = dataset.dropped + len(dataset) - len(samples)
     truth = [(s.boxes, s.classes) for s in samples]
     names = dataset.names
     if match is not None and not match.identical:
@@ -231,22 +244,18 @@ def run_eval(
     common = dict(num_classes=len(names), max_det=options.max_det, names=names)
     at_iou = evaluate(truth, detections, iou_thresholds=(options.iou,), **common)
     coco = evaluate(truth, detections, iou_thresholds=COCO_IOU_THRESHOLDS, **common)
-    run_dir = Path(options.out) if options.out else next_run_dir("runs/eval")
-    run_dir.mkdir(parents=True, exist_ok=True)
     metrics |= {
         "dataset": str(dataset.root),
         "split": dataset.split,
         "dataset_sha256": dataset_fingerprint(dataset),
         "images": len(samples),
-        "skipped_images": len(dataset) - len(samples),
+        "skipped_images": skipped,
         "source": source,
     }
     if match is not None and not match.identical:
         metrics["class_match"] = match.to_dict()
     metrics |= {**at_iou.to_dict(), "mAP@[0.5:0.95]": _finite_or_none(coco.map_all)}
-    tmp = run_dir / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1))
-    os.replace(tmp, run_dir / "metrics.json")
+    write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=1))
     plot_pr_curves(at_iou, run_dir / "pr_curve.png")
     return EvalReport(
         dataset,
@@ -256,18 +265,24 @@ def run_eval(
         run_dir,
         dataset.problems,
         images=len(samples),
-        skipped=len(dataset) - len(samples),
+        skipped=skipped,
         match=match,
         metrics=metrics,
     )
 
 
 def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes, hex."""
+    """The SHA-256 of a file's bytes, hex; of a folder (a SavedModel, YOLO txt predictions),
+    of each file's path inside it and bytes, in sorted order."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for file in files:
+        if file != path:
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 

@@ -70,7 +70,8 @@ class Dataset:
     dataset's files define its splits (split files or folders, split-named JSON, CSV lists);
     False when the splits are the seeded shares of :func:`~yolo_cli.data.records.split_samples`.
     category_ids: the dataset's own category id → class index (COCO's ``categories[].id``,
-    which results files refer to), None where the format has none.
+    which results files refer to), None where the format has none. dropped: images the labels
+    name that are left out (missing, unreadable, over the pixel cap, a COCO id they share).
     """
 
     names: list[str]
@@ -81,6 +82,7 @@ class Dataset:
     problems: Problems = field(default_factory=Problems)
     own_splits: bool = False
     category_ids: dict[int, int] | None = None
+    dropped: int = 0
 
     def __len__(self) -> int:
         return len(self.samples)

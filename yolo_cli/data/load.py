@@ -245,6 +245,7 @@ def build(source: Source, split: str | None, verify: bool = False) -> Dataset:
         source.problems,
         source.own_splits,
         _category_ids(records),
+        dropped=len(records) - len(samples),
     )
 
 
