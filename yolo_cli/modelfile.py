@@ -350,7 +350,8 @@ def load_model(path: str | Path, compile: bool = False):
 
     Uses ``safe_mode=True``: a file holding code (a Lambda layer) is refused. Every failure a
     user can cause (missing, corrupt, foreign, oversized or hostile file; metadata that
-    contradicts the network) raises :class:`YoloError`.
+    contradicts the network; a NaN or infinite weight, which would silently detect nothing)
+    raises :class:`YoloError`.
     """
     import keras
 
@@ -363,7 +364,21 @@ def load_model(path: str | Path, compile: bool = False):
             reason = "it contains code (a Lambda layer); refused in safe mode"
         raise YoloError(f"{path}: cannot load model: {reason}") from None
     check_network(model, meta, path)
+    bad = first_non_finite(model.weights)
+    if bad is not None:
+        raise YoloError(f"{path}: weight {bad} holds NaN or infinite values")
     return model, meta
+
+
+def first_non_finite(variables) -> str | None:
+    """The path of the first of ``variables`` (Keras variables) holding a NaN or an infinity,
+    or None."""
+    import numpy as np
+
+    for v in variables:
+        if not np.isfinite(np.asarray(v)).all():
+            return v.path
+    return None
 
 
 def shipped_model(name: str) -> Path:

@@ -40,7 +40,7 @@ import numpy as np
 
 from yolo_cli.config import DEFAULTS
 from yolo_cli.errors import YoloError
-from yolo_cli.modelfile import ModelMeta
+from yolo_cli.modelfile import ModelMeta, first_non_finite
 from yolo_cli.train import recipe
 from yolo_cli.train.checkpoint import (
     BEST,
@@ -313,10 +313,7 @@ class Trainer:
 
     def first_non_finite(self) -> str | None:
         """The name of the first model or optimizer variable holding a NaN or infinity."""
-        for v in [*self.model.weights, *self.optimizer.variables]:
-            if not np.isfinite(np.asarray(v)).all():
-                return v.path
-        return None
+        return first_non_finite([*self.model.weights, *self.optimizer.variables])
 
     def deployed(self):
         """A ``with`` block in which the network holds the weights to validate and deploy:
