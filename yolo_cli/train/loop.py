@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import signal
 import threading
 import time
@@ -519,18 +520,52 @@ def _relay(logger_name: str, report: Callable[[str], None]):
 
 class _Skips:
     """Reports each skipped file once (the input pipeline and the validation pass may both
-    meet the same unreadable image) and keeps them."""
+    meet the same unreadable image) and keeps them.
+
+    The input pipeline reads images on tf.data's threads: a line heard there waits until the
+    run's own thread passes it on (:meth:`flush`, before each hook call of the loop), so that
+    ``hooks.on_problem`` is only ever called from the thread that started the run.
+    """
 
     def __init__(self, hooks: TrainHooks):
         self.hooks = hooks
         self.files: set[str] = set()
+        self.waiting: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.thread = threading.get_ident()
 
     def __call__(self, line: str) -> None:
         """``line`` is ``<file>: <problem>`` for a sample the run skips."""
-        file = line.split(": ", 1)[0]
-        if file not in self.files:
-            self.files.add(file)
-            self.hooks.on_problem(line)
+        self.waiting.put(line)
+        if threading.get_ident() == self.thread:
+            self.flush()
+
+    def flush(self) -> None:
+        """Report the lines heard so far (on the run's own thread only)."""
+        if threading.get_ident() != self.thread:
+            return
+        while not self.waiting.empty():
+            line = self.waiting.get()
+            file = line.split(": ", 1)[0]
+            if file not in self.files:
+                self.files.add(file)
+                self.hooks.on_problem(line)
+
+    def before(self, hooks: TrainHooks) -> TrainHooks:
+        """``hooks`` whose progress calls first report the lines heard."""
+
+        def flushing(hook):
+            def call(*args):
+                self.flush()
+                hook(*args)
+
+            return call
+
+        return replace(
+            hooks,
+            on_epoch_start=flushing(hooks.on_epoch_start),
+            on_step=flushing(hooks.on_step),
+            on_epoch_end=flushing(hooks.on_epoch_end),
+        )
 
 
 def train(cfg: TrainConfig, hooks: TrainHooks | None = None) -> TrainResult:
@@ -631,7 +666,7 @@ def _session(
             )
         board = Board(run_dir) if trainer.is_chief else None
         budget = Budget(minutes, time.monotonic(), state.epochs_done) if minutes else None
-        loop = _Loop(trainer, state, run_dir, hooks, signals, board, budget)
+        loop = _Loop(trainer, state, run_dir, skips.before(hooks), signals, board, budget)
         try:
             outcome, detail = loop.run()
         except KeyboardInterrupt:
@@ -651,6 +686,7 @@ def _session(
 
 
 def _result(run_dir, state: RunState, outcome, skips: _Skips, detail: str) -> TrainResult:
+    skips.flush()
     return TrainResult(
         run_dir=run_dir,
         outcome=outcome,
