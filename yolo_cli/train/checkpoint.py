@@ -96,8 +96,10 @@ class RunState:
             return f"epochs_done {self.epochs_done} of {self.epochs}, best epoch {self.best_epoch}"
         if not isinstance(self.sums, dict) or not all(number(v) for v in self.sums.values()):
             return "sums must map names to numbers"
-        if self.best_map50 is not None and not number(self.best_map50):
-            return "best_map50 must be a number or null"
+        if self.best_map50 is not None and not (
+            number(self.best_map50) and 0 <= self.best_map50 <= 1
+        ):
+            return "best_map50 must be a mAP in 0..1 or null"
         if not isinstance(self.history, list) or len(self.history) != self.epochs_done:
             return f"history must hold one row per epoch done ({self.epochs_done})"
         if not all(isinstance(r, dict) for r in self.history):
