@@ -64,8 +64,12 @@ def _image_folders(path: Path, split: str | None) -> list[Path]:
 
 
 def _categories(data: dict, path: Path, problems: Problems) -> dict[int, str]:
+    listed = data.get("categories") or []
+    if not isinstance(listed, list):
+        problems.add(path, "malformed-label", f"categories {listed!r:.60} is not a list; ignored")
+        listed = []
     cats = {}
-    for c in data.get("categories") or []:
+    for c in listed:
         if isinstance(c, dict) and isinstance(c.get("id"), int) and c.get("name"):
             cats[c["id"]] = str(c["name"])
         else:
@@ -167,9 +171,16 @@ def _image_records(
         file_name = entry["file_name"]
         where = next((b / file_name for b in folders if (b / file_name).is_file()), None)
         width, height = entry.get("width"), entry.get("height")
-        size = (width, height) if isinstance(width, int) and isinstance(height, int) else None
+        size = (width, height) if _is_count(width) and _is_count(height) else None
         if size is not None and min(size) <= 0:
             size = None
+        elif size is None and (width, height) != (None, None):
+            problems.add(
+                path,
+                "malformed-label",
+                f"image {file_name}: width {width!r:.20}, height {height!r:.20} are not whole "
+                "numbers; the image's own size is used",
+            )
         a = Annotation(
             where or folders[0] / file_name,
             path,
@@ -183,7 +194,12 @@ def _image_records(
     boxes, classes = defaultdict(list), defaultdict(list)
     unplaced: dict[object, int] = dict.fromkeys(skipped, 0)
     for ann in data["annotations"]:
-        if not isinstance(ann, dict) or ann.get("iscrowd"):
+        if not isinstance(ann, dict):
+            problems.add(
+                path, "malformed-label", f"annotation {ann!r:.60} is not an object; skipped"
+            )
+            continue
+        if ann.get("iscrowd"):
             continue
         image_id = ann.get("image_id")
         if _is_key(image_id) and image_id in unplaced:
@@ -192,7 +208,11 @@ def _image_records(
         a = records.get(image_id) if _is_key(image_id) else None
         bbox = ann.get("bbox")
         if a is None:
-            problems.add(path, "malformed-label", f"annotation {ann.get('id')}: unknown image_id")
+            problems.add(
+                path,
+                "malformed-label",
+                f"annotation {ann.get('id')}: unknown image_id {image_id!r}",
+            )
             continue
         what = f"{a.image.name}: annotation {ann.get('id')}"
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
@@ -219,6 +239,10 @@ def _image_records(
 def _is_key(v) -> bool:
     """An id COCO files use: an int or a string (anything else cannot be looked up)."""
     return isinstance(v, int | str) and not isinstance(v, bool)
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _is_number(v) -> bool:

@@ -205,13 +205,15 @@ def _samples(
             )
         width, height = size
         boxes = denormalize(a.boxes, width, height) if a.normalized else a.boxes
+        # a label file of many images (COCO JSON, CSV) names the image a box belongs to
+        image = "" if a.source.stem == a.image.stem else f"{a.image.name}: "
         boxes, classes = check_boxes(
             boxes,
             a.classes,
             width,
             height,
             names,
-            lambda kind, msg, src=a.source: problems.add(src, kind, msg),
+            lambda kind, msg, src=a.source, image=image: problems.add(src, kind, image + msg),
         )
         samples.append(Sample(a.image, boxes, classes, int(width), int(height), a.image_id))
     return samples
