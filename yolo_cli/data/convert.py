@@ -10,6 +10,7 @@ from yolo_cli.config import DATASET_FORMATS
 from yolo_cli.data.dataset import Dataset
 from yolo_cli.data.load import READERS, build, read_source, split_arg
 from yolo_cli.errors import YoloError
+from yolo_cli.fileio import atomic_path, check_writable
 
 
 def unique_ids(images: Sequence[Path]) -> dict[Path, str]:
@@ -41,6 +42,7 @@ def _check_destination(dst: Path, sources: list[Path]) -> None:
             raise YoloError(f"{dst}: inside the source dataset {src}; pick another folder")
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise YoloError(f"{dst}: already exists and is not an empty folder")
+    check_writable(dst, folder=True)
 
 
 def convert_dataset(
@@ -54,8 +56,9 @@ def convert_dataset(
     Writes ``split``, or every split when None or ``all`` (train, val, test: the dataset's
     own, else the seeded shares); images are
     hard-linked (copied across file systems), never written into ``src``. Bad samples are
-    skipped and reported as when loading. Returns the datasets written, by split; they share
-    one :class:`~yolo_cli.data.dataset.Problems`.
+    skipped and reported as when loading. ``dst`` appears only once complete (written beside
+    it, then renamed). Returns the datasets written, by split; they share one
+    :class:`~yolo_cli.data.dataset.Problems`.
     """
     if to not in DATASET_FORMATS:
         raise YoloError(f"unknown format {to!r} (choose from {', '.join(DATASET_FORMATS)})")
@@ -75,5 +78,6 @@ def convert_dataset(
         raise YoloError(f"{src}: no usable images to convert ({source.problems.summary()})")
     samples = {s: d.samples for s, d in written.items()}
     ids = unique_ids([x.image for part in samples.values() for x in part])
-    READERS[to].write(dst, source.names, samples, ids)
+    with atomic_path(dst) as folder:
+        READERS[to].write(folder, source.names, samples, ids)
     return written
