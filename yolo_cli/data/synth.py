@@ -20,6 +20,7 @@ from yolo_cli.config import DEFAULTS, SPLITS, cache_dir
 from yolo_cli.data.scenes import render_scene, scene_rng
 from yolo_cli.data.yolo_txt import label_text, write_names
 from yolo_cli.errors import YoloError
+from yolo_cli.fileio import atomic_path, check_writable
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def split_sizes(n: int, seed: int, fractions=DEFAULTS.split_fractions) -> dict[s
 
 def _check_fractions(out_dir: Path, fractions) -> tuple[float, float, float]:
     f = tuple(float(x) for x in fractions)
-    if len(f) != 3 or min(f) < 0 or abs(sum(f) - 1) > 1e-6 or f[0] == 0:
+    finite = all(math.isfinite(x) for x in f)
+    if len(f) != 3 or not finite or min(f) < 0 or abs(sum(f) - 1) > 1e-6 or f[0] == 0:
         raise YoloError(
             f"{out_dir}: split fractions must be three non-negative numbers (train, val, test) "
             f"summing to 1 with train > 0, got {fractions}"
@@ -68,18 +70,30 @@ def write_synthetic(
     fractions=DEFAULTS.split_fractions,
     names: tuple[str, ...] = DEFAULTS.synth_classes,
 ) -> Path:
-    """Render ``n`` scenes into a YOLO txt dataset (ultralytics layout) at ``out_dir``.
+    """Render ``n`` scenes into a YOLO txt dataset (ultralytics layout) at ``out_dir``, a new or
+    empty folder (another is refused: a dataset is never mixed into one already there).
 
     Writes ``images/<split>/synth_<i>.jpg``, ``labels/<split>/synth_<i>.txt`` (empty for a scene
     without objects) and ``data.yaml`` listing the splits that got images (see
-    :func:`split_sizes`); the same arguments give the same bytes. Returns ``out_dir``.
+    :func:`split_sizes`); the same arguments give the same bytes. The folder appears only once
+    complete (written beside it, then renamed). Returns ``out_dir``.
     """
-    import cv2
-
     out_dir = Path(out_dir)
     fractions = _check_fractions(out_dir, fractions)
     if n < 1:
         raise YoloError(f"{out_dir}: the number of scenes must be at least 1, got {n}")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise YoloError(f"{out_dir}: already exists and is not an empty folder")
+    check_writable(out_dir, folder=True)
+    with atomic_path(out_dir) as folder:
+        _render_into(folder, n, seed, size, fractions, names)
+    return out_dir
+
+
+def _render_into(folder: Path, n: int, seed: int, size: int, fractions, names) -> None:
+    """:func:`write_synthetic`'s files, written into ``folder``."""
+    import cv2
+
     # every option that changes the bytes is fixed, so a seed always gives the same files
     jpeg_params = [
         cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY,
@@ -88,20 +102,19 @@ def write_synthetic(
     ]  # fmt: skip
     used = list(split_sizes(n, seed, fractions))
     for split in used:
-        (out_dir / "images" / split).mkdir(parents=True, exist_ok=True)
-        (out_dir / "labels" / split).mkdir(parents=True, exist_ok=True)
+        (folder / "images" / split).mkdir(parents=True, exist_ok=True)
+        (folder / "labels" / split).mkdir(parents=True, exist_ok=True)
     for i in range(n):
         image, boxes, classes = render_scene(scene_rng(seed, i), size, names)
         split, stem = assign_split(seed, i, fractions), f"synth_{i:05d}"
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), jpeg_params)
         if not ok:
-            raise YoloError(f"{out_dir}: OpenCV could not encode scene {i} as JPEG")
-        (out_dir / "images" / split / f"{stem}.jpg").write_bytes(jpeg.tobytes())
-        (out_dir / "labels" / split / f"{stem}.txt").write_text(
+            raise YoloError(f"scene {i}: OpenCV could not encode it as JPEG")
+        (folder / "images" / split / f"{stem}.jpg").write_bytes(jpeg.tobytes())
+        (folder / "labels" / split / f"{stem}.txt").write_text(
             label_text(boxes, classes, size, size)
         )
-    write_names(out_dir, list(names), used)
-    return out_dir
+    write_names(folder, list(names), used)
 
 
 def default_synthetic(
