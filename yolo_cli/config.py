@@ -74,6 +74,9 @@ class Defaults:
     max_pixels: int = 89_478_485
     # yolo detect: seconds an URL or stream may take to answer, to open, and per frame read
     stream_timeout: float = 10.0
+    # yolo detect: unreadable frames in a row after which a video file is taken to end (a
+    # corrupt stretch shorter than this is skipped, its frames counted as lost)
+    video_resync_frames: int = 250
     # sliding-window baselines: the course's LeNet-5 input (32×32×3); √2-spaced pyramid whose
     # windows span 32…256 px of the original image; crops per classifier call (bounds memory)
     window_crop: int = 32

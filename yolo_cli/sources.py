@@ -155,7 +155,10 @@ def _expand(
     if not path.exists() and not path.is_absolute() and (folder / path).exists():
         path = folder / path
     if path.is_dir():
-        return [_file(p, p.relative_to(path).with_suffix("").as_posix()) for p in _media_in(path)]
+        media = _media_in(path)
+        if not media:
+            problems.append(f"{path}: a folder without images or videos")
+        return [_file(p, p.relative_to(path).with_suffix("").as_posix()) for p in media]
     if path.is_file() and path.suffix.lower() == LIST_SUFFIX:
         return _list(path, problems, timeout, lists)
     if path.exists():
@@ -201,6 +204,7 @@ def _list(path: Path, problems: list[str], timeout: float, lists: tuple[Path, ..
         problems.append(f"{path}: cannot read the list ({getattr(e, 'strerror', None) or e})")
         return []
     out: list[_Found] = []
+    known = len(problems)
     for n, line in enumerate(text.splitlines(), start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
@@ -208,6 +212,8 @@ def _list(path: Path, problems: list[str], timeout: float, lists: tuple[Path, ..
         entry_problems: list[str] = []
         out += _expand(entry, path.parent, entry_problems, timeout, (*lists, path.resolve()))
         problems += [f"{path}:{n}: {p}" for p in entry_problems]
+    if not out and len(problems) == known:
+        problems.append(f"{path}: the list names no sources")
     return out
 
 
@@ -413,34 +419,42 @@ def _read_url_image(url: str, folder: Path, timeout: float) -> np.ndarray:
 
 def _video_frames(source: Source, every: int, timeout: float) -> Iterator[Frame]:
     """Frames 0, every, … of a video or stream. A video file's header says how many frames it
-    holds; those that cannot be read (a corrupt stretch, a cut) are counted at the end."""
+    holds: reading goes on past frames that cannot be read (a corrupt stretch) up to that
+    count, and the frames lost (those, and the rest of a file cut short) are counted at the
+    end. A stream ends at the first frame it cannot give."""
     import cv2
 
     cap = open_capture(source, timeout)
     try:
         if not cap.isOpened():
-            kind = "video" if source.kind == VIDEO else "stream"
-            yield Frame(source, None, error=f"{_what(source)}: cannot open {kind}")
+            problem = "cannot open video" if source.kind == VIDEO else "cannot open stream"
+            if source.kind == VIDEO and Path(source.location).stat().st_size == 0:
+                problem = "empty file"
+            yield Frame(source, None, error=f"{_what(source)}: {problem}")
             return
         fps = cap.get(cv2.CAP_PROP_FPS)
         fps = fps if 0 < fps < 1000 else None  # 0 or nonsense where the container does not say
         expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if source.kind == VIDEO else 0
-        index = 0
+        index, read, failed = 0, 0, 0
         while True:
             with _quiet_video():
                 # grab() skips a frame without converting it; read() = grab() + retrieve()
                 ok = cap.grab()
                 if ok and index % every == 0:
                     ok, bgr = cap.retrieve()
-            if not ok:
+            if ok:
+                read, failed = read + 1, 0
+                if index % every == 0:
+                    yield Frame(source, index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), fps=fps)
+            elif index >= expected or failed >= DEFAULTS.video_resync_frames:
                 break
-            if index % every == 0:
-                yield Frame(source, index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), fps=fps)
+            else:
+                failed += 1
             index += 1
-        if index == 0:
+        if read == 0:
             yield Frame(source, None, error=f"{_what(source)}: no frames could be read")
-        elif index < expected:
-            lost = expected - index
+        elif read < expected:
+            lost = expected - read
             yield Frame(
                 source,
                 None,
