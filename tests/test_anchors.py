@@ -59,7 +59,7 @@ def test_anchors_command_on_bccd():
 
     result = CliRunner().invoke(cli, ["anchors", str(BCCD), "--k", "3", "--img-size", "416"])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()  # the dataset's problems are on stderr
     shapes = scaled_box_shapes(load_dataset(BCCD, split="train"), 416)
     assert lines[0] == f"{len(shapes)} boxes, 3 anchors at input 416 (13×13 grid of 32 px cells)"
     rows = np.array([[float(x) for x in line.split()[1:]] for line in lines[2:5]])

@@ -31,6 +31,7 @@ from yolo_cli.config import (
     MODELS_DIR,
     SHIPPED_MODELS,
     Range,
+    max_pixels,
 )
 from yolo_cli.device import STRATEGIES
 from yolo_cli.errors import YoloError
@@ -342,6 +343,7 @@ class _Command(click.Command):
     def invoke(self, ctx: click.Context):
         meta = ctx.find_root().meta
         _set_up_output(debug=bool(meta.get(_DEBUG)), quiet=bool(meta.get(_QUIET)))
+        max_pixels()  # a bad $YOLO_CLI_MAX_PIXELS is one error before any work, not one per image
         return super().invoke(ctx)
 
 
@@ -537,6 +539,8 @@ def anchors(data: str | None, k: int, img_size: int, split: str, seed: int) -> N
 
     path = _dataset_path(data)
     dataset = load_dataset(path, split=split)
+    for line in dataset.problems.lines():
+        _note(line)
     shapes = scaled_box_shapes(dataset, img_size)
     if len(shapes) < k:
         where = f"{split} split" if dataset.split else "images"
@@ -617,10 +621,12 @@ def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
     from pathlib import Path
 
     from yolo_cli.darknet import describe, import_darknet
+    from yolo_cli.fileio import check_writable
     from yolo_cli.modelfile import save_model
 
+    target = check_writable(Path(out) if out else Path(Path(cfg).stem + ".keras"))
     keras_model, meta = import_darknet(cfg, weights, names)
-    path = save_model(keras_model, Path(out) if out else Path(Path(cfg).stem + ".keras"), meta)
+    path = save_model(keras_model, target, meta)
     click.echo(f"wrote {path}: {describe(meta, keras_model.count_params())}")
 
 
