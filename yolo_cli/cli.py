@@ -240,13 +240,24 @@ method_option = click.option(
     type=click.Choice(METHODS),
     help="Detector: YOLO, or a window classifier (--model) slid naively or convolutionally.",
 )
-nms_iou_option = click.option(
+
+
+def threshold_option(name: str, default: float | None, help: str):
+    """A score or IoU threshold (``--conf``, ``--iou``, ``--nms-iou``) in ``LIMITS.score``; NaN
+    is left for the library's check, whose message names the option."""
+    return click.option(
+        name,
+        default=default,
+        show_default=default is not None,
+        type=click.FloatRange(LIMITS.score.low, LIMITS.score.high),
+        help=help,
+    )
+
+
+nms_iou_option = threshold_option(
     "--nms-iou",
-    default=DEFAULTS.nms_iou,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Non-max suppression: a box whose IoU with a better one of its class exceeds this "
-    "is dropped.",
+    DEFAULTS.nms_iou,
+    "Non-max suppression: a box whose IoU with a better one of its class exceeds this is dropped.",
 )
 max_det_option = click.option(
     "--max-det",
@@ -653,12 +664,8 @@ def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
     help="Train images the --int8 calibration runs.",
 )
 @img_size_option(default=None, help="Input side of the artifact (default: the model's own).")
-@click.option(
-    "--conf",
-    default=DEFAULTS.conf_threshold,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Score threshold of a SavedModel's detect signatures.",
+@threshold_option(
+    "--conf", DEFAULTS.conf_threshold, "Score threshold of a SavedModel's detect signatures."
 )
 @nms_iou_option
 @max_det_option
@@ -979,19 +986,9 @@ def _train_window(options: dict) -> None:
     type=click.Path(exists=True),
     help="Score saved detections instead: a COCO results JSON or a folder of YOLO txt with a confidence column.",
 )
-@click.option(
-    "--iou",
-    default=DEFAULTS.eval_iou,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="IoU for a detection to count as correct.",
-)
-@click.option(
-    "--conf",
-    default=DEFAULTS.eval_conf,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Score threshold (low: mAP needs the whole ranking).",
+@threshold_option("--iou", DEFAULTS.eval_iou, "IoU for a detection to count as correct.")
+@threshold_option(
+    "--conf", DEFAULTS.eval_conf, "Score threshold (low: mAP needs the whole ranking)."
 )
 @nms_iou_option
 @max_det_option
@@ -1030,10 +1027,10 @@ _PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anyth
 @models_option
 @method_option
 @augment_option
-@click.option(
+@threshold_option(
     "--conf",
-    type=click.FloatRange(0, 1),
-    help="Discard boxes whose score p_c·P(class) is at or below this; labels, --save-conf "
+    None,
+    "Discard boxes whose score p_c·P(class) is at or below this; labels, --save-conf "
     "and JSON show that same score. Default: the model's own (the course's "
     f"{DEFAULTS.conf_threshold:g} for models trained here, Darknet's {DARKNET_CONF:g} for "
     "converted ones such as --model coco).",
