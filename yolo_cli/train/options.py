@@ -7,7 +7,6 @@ line, before any work: a :class:`~yolo_cli.errors.YoloError` naming the option.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +120,9 @@ def _is_int(x) -> bool:
 
 def _check_number(name: str, value, integer: bool) -> None:
     limits = _RANGES.get(name) or getattr(LIMITS, name)
-    kind = "a whole number" if integer else "a number"
-    ok = _is_int(value) if integer else (_is_int(value) or isinstance(value, float))
-    if not ok or (not integer and not math.isfinite(value)) or not limits.holds(value):
-        raise YoloError(f"{option_name(name)} {value!r}: expected {kind} in {limits.describe()}")
+    if not integer:
+        limits.check(option_name(name), value)
+    elif not (_is_int(value) and limits.holds(value)):
+        raise YoloError(
+            f"{option_name(name)} {value!r}: expected a whole number in {limits.describe()}"
+        )
