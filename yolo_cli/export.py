@@ -20,7 +20,6 @@ Keras 3's ``model.export`` writes the LiteRT and ONNX files; the SavedModel is i
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -188,6 +187,7 @@ def write_saved_model(graph, meta: ModelMeta, out: Path, options: ExportOptions)
     import keras
     import tensorflow as tf
 
+    from yolo_cli.fileio import atomic_path
     from yolo_cli.modelfile import model_outputs
     from yolo_cli.postprocess import decode, select
 
@@ -199,7 +199,9 @@ def write_saved_model(graph, meta: ModelMeta, out: Path, options: ExportOptions)
         )
         return {"boxes": boxes, "scores": scores, "classes": classes, "count": count}
 
-    with tempfile.TemporaryDirectory() as tmp, _replacing_dir(out) as target:
+    if out.is_file():
+        raise YoloError(f"{out}: a file is in the way of the SavedModel folder")
+    with tempfile.TemporaryDirectory() as tmp, atomic_path(out, replace_folder=True) as target:
         (Path(tmp) / META_NAME).write_text(meta.to_json())
         archive = keras.export.ExportArchive()
         archive.track(graph)
@@ -214,31 +216,6 @@ def write_saved_model(graph, meta: ModelMeta, out: Path, options: ExportOptions)
         archive.write_out(str(target), verbose=False)
         if not (target / "assets" / META_NAME).is_file():
             raise YoloError(f"{out}: the metadata asset was not written")
-
-
-class _replacing_dir:
-    """A temporary folder beside ``path`` that replaces ``path`` on success."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-
-    def __enter__(self) -> Path:
-        import shutil
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        return self.tmp
-
-    def __exit__(self, kind, value, tb) -> None:
-        import shutil
-
-        if kind is None:
-            if self.path.is_file():
-                raise YoloError(f"{self.path}: a file is in the way of the SavedModel folder")
-            shutil.rmtree(self.path, ignore_errors=True)
-            os.replace(self.tmp, self.path)
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def write_tflite(graph, meta: ModelMeta, out: Path, prec: str, calibration=None) -> None:

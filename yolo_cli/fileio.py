@@ -21,12 +21,13 @@ from yolo_cli.errors import YoloError
 
 
 @contextmanager
-def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str = "", replace_folder: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on normal exit it replaces ``path``.
 
     suffix: kept at the end of the temporary name for writers that choose the format by the
     extension (``.keras``, ``.jpg``). The body may make a folder there instead (a dataset); it
-    replaces ``path`` if that is an empty folder. An :class:`OSError` on the way (making the
+    replaces ``path`` if that is an empty folder, or any folder with ``replace_folder`` (a
+    SavedModel export replacing the previous one). An :class:`OSError` on the way (making the
     parent folders, writing, renaming) becomes :class:`YoloError` ``<path>: cannot write
     (<reason>)``.
     """
@@ -35,6 +36,8 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
+        if replace_folder and path.is_dir() and tmp.is_dir():
+            shutil.rmtree(path)
         os.replace(tmp, path)
     except OSError as e:
         raise YoloError(f"{path}: cannot write ({e.strerror or e})") from None
