@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -122,9 +119,10 @@ def default_synthetic(
 ) -> Path:
     """The cached synthetic dataset ``cache_dir()/synth-v<recipe>-n<n>-s<seed>-<size>``.
 
-    Generated on first use into a temporary sibling folder and renamed into place when complete,
-    so an interrupted generation never passes for a finished one. Another ``seed`` gives an
-    independent test set. Returns the dataset folder (holding ``data.yaml``).
+    Generated on first use into a temporary sibling folder and renamed into place when complete
+    (:func:`yolo_cli.fileio.atomic_path`), so an interrupted generation never passes for a
+    finished one. Another ``seed`` gives an independent test set. Returns the dataset folder
+    (holding ``data.yaml``).
 
     Generating logs one INFO line on this module's logger, saying what and where (the CLI
     prints it); a cached dataset logs nothing.
@@ -136,18 +134,15 @@ def default_synthetic(
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     log.info("first use: generating %d synthetic scenes into %s (reused by later runs)", n, final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     try:
-        write_synthetic(tmp, n, seed, size)
-        # data.yaml names its absolute root: point it where the folder is about to live.
-        meta_path = tmp / "data.yaml"
-        meta = yaml.safe_load(meta_path.read_text())
-        meta["path"] = str(final.resolve())
-        meta_path.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
-        os.rename(tmp, final)
-    except OSError:
+        with atomic_path(final) as tmp:
+            write_synthetic(tmp, n, seed, size)
+            # data.yaml names its absolute root: point it where the folder is about to live.
+            meta_path = tmp / "data.yaml"
+            meta = yaml.safe_load(meta_path.read_text())
+            meta["path"] = str(final.resolve())
+            meta_path.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+    except YoloError:
         if not final.is_dir():  # not a concurrent generation that finished first
             raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
