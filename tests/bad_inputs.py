@@ -829,6 +829,48 @@ def folder_named_like_an_output_folder(tmp, kit):
     )
 
 
+@case("detect", "output collision")
+def names_with_newlines_tabs_and_emoji(tmp, kit):
+    """File names a shell would mangle keep their outputs, each under its own name."""
+    names = ["new\nline", "tab\tü 😀"]
+    for name in names:
+        copy(kit.image, tmp / "in" / f"{name}.png")
+    out = tmp / "out"
+    return Expect(
+        detect_args(tmp, kit, tmp / "in", extra=["--save-txt", "--save-crop"]),
+        0,
+        exists=tuple(p for n in names for p in (out / f"{n}.png", out / "labels" / f"{n}.txt")),
+        check=lambda text: _assert_in("2 images; 2 car", text),
+    )
+
+
+@case("detect", "wrong type")
+def folder_holding_a_link_to_itself(tmp, kit):
+    """A symbolic link loop inside a source folder is not followed round and round."""
+    folder = tmp / "in"
+    copy(kit.image, folder / "a.png")
+    (folder / "loop").symlink_to(folder)
+    return Expect(
+        detect_args(tmp, kit, folder, extra=["--save-txt"]),
+        0,
+        exists=(tmp / "out" / "labels" / "a.txt",),
+        check=lambda text: _assert_in("1 image; 1 car", text),
+    )
+
+
+@case("detect", "wrong type")
+def list_file_naming_itself(tmp, kit):
+    listing = tmp / "list.txt"
+    listing.write_text(f"{listing}\n{copy(kit.image, tmp / 'good.png')}\n")
+    return Expect(
+        detect_args(tmp, kit, listing),
+        0,
+        line=(str(listing), "the list includes itself"),
+        counted="1 skipped",
+        exists=(tmp / "out" / "good.png",),
+    )
+
+
 def _bad_out(tmp: Path, kit: Kit, out: Path, says: str, command: str) -> Expect:
     """``command`` with ``--out out`` (a file, under a file, …): one line before any work."""
     args = {
@@ -1633,6 +1675,25 @@ def duplicate_image_ids_in_ground_truth(tmp, kit):
         0,
         line=(str(data / "labels.json"), "image id 101 is shared"),
         check=check,
+    )
+
+
+@case("eval", "malformed labels")
+def voc_ground_truth_with_an_infinite_width(tmp, kit):
+    """<width>inf</width> in a VOC annotation: one problem line, the image's own size used,
+    the evaluation runs."""
+    root = voc_dataset(
+        tmp / "voc",
+        {
+            "a": voc_xml("a.jpg", [("car", (5, 5, 30, 30))], size=("inf", 48)),
+            "b": voc_xml("b.jpg", [("car", (5, 5, 30, 30))]),
+        },
+    )
+    return Expect(
+        eval_args(tmp, root, "--model", kit.model, "--split", "all"),
+        0,
+        line=(str(root / "Annotations" / "a.xml"), "size 'inf'"),
+        exists=(tmp / "out" / "metrics.json",),
     )
 
 
@@ -2493,6 +2554,21 @@ for _name, _change in STATE_CHANGES:
 def resume_with_another_learning_rate(tmp, kit):
     run = _resume_copy(tmp, kit)
     return _resume_refused(tmp, run, "--lr", "--lr", "0.1")
+
+
+@case("train", "interrupt")
+def resume_after_a_write_was_cut_short(tmp, kit):
+    """A killed process's temporary checkpoint (its pid gone) is removed by the resume, which
+    trains on from last.keras."""
+    run = _resume_copy(tmp, kit)
+    stale = run / ".last.keras.999999999.tmp.keras"
+    stale.write_bytes((run / "last.keras").read_bytes()[:1000])
+    return Expect(
+        ["train", "--resume", run, "--epochs", "2"],
+        0,
+        absent=(stale,),
+        check=lambda text: _assert_in("finished: 2/2 epochs", text),
+    )
 
 
 @case("train", "resume")
