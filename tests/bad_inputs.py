@@ -77,7 +77,8 @@ KINDS = {
     "disk full": "a write that fails (RLIMIT_FSIZE): one line naming the file, exit 2; no "
     "partial file, earlier outputs kept",
     "interrupt": "SIGINT, SIGTERM, SIGKILL during a run: exit 130 / 143, results and checkpoint "
-    "so far kept whole, no temporary files; a resume continues exactly",
+    "so far kept whole, no temporary files; a resume continues from the checkpoint (bit for "
+    "bit: tests/test_train_interrupts.py)",
     "resume": "a run folder that cannot be resumed (missing, truncated or malformed "
     "checkpoint, inconsistent state, changed settings): one line, exit 2, nothing trained",
 }
