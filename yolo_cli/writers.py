@@ -19,7 +19,6 @@ frame is written, the others at once. A write that fails (disk full, no permissi
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from yolo_cli.errors import YoloError
-from yolo_cli.fileio import write_atomic
+from yolo_cli.fileio import AtomicTarget, write_atomic
 from yolo_cli.postprocess import Detections
 from yolo_cli.sources import VIDEO_SUFFIX, Frame, Source
 
@@ -36,10 +35,6 @@ VIDEO_FOURCC = "mp4v"
 DEFAULT_FPS = 30.0  # for streams and containers that do not say
 CROP_SUFFIX = ".jpg"
 _UNSAFE_CLASS = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
-
-
-def _reason(error: OSError) -> str:
-    return error.strerror or str(error)
 
 
 def safe_class(name: str) -> str:
@@ -166,22 +161,18 @@ class RunWriter:
 
 
 class _VideoOut:
-    """An annotated video written to a hidden temporary file beside ``target`` (as
-    :func:`yolo_cli.fileio.atomic_path` names them); :meth:`finish` checks it and moves it into
-    place, :meth:`discard` removes it."""
+    """An annotated video written to a hidden temporary file beside ``target``
+    (:class:`yolo_cli.fileio.AtomicTarget`); :meth:`finish` checks it and moves it into place,
+    :meth:`discard` removes it."""
 
     def __init__(self, source: Source, target: Path, fps: float, size: tuple[int, int]):
         import cv2
 
         self.source, self.target, self.size = source, target, size
         self.frames = 0
-        self.tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp{VIDEO_SUFFIX}")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise YoloError(f"{target}: cannot write ({_reason(e)})") from None
+        self._place = AtomicTarget(target, VIDEO_SUFFIX)
         fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)
-        self._writer = cv2.VideoWriter(str(self.tmp), fourcc, fps, size)
+        self._writer = cv2.VideoWriter(str(self._place.tmp), fourcc, fps, size)
         if not self._writer.isOpened():
             self.discard()
             raise YoloError(f"{target}: cannot write video ({VIDEO_FOURCC})")
@@ -200,24 +191,20 @@ class _VideoOut:
         import cv2
 
         self._writer.release()
-        cap = cv2.VideoCapture(str(self.tmp))
+        cap = cv2.VideoCapture(str(self._place.tmp))
         stored = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
         cap.release()
-        try:
-            if stored != self.frames:
-                raise YoloError(
-                    f"{self.target}: cannot write video ({stored} of {self.frames} frames "
-                    "stored; disk full or not writable?)"
-                )
-            os.replace(self.tmp, self.target)
-        except OSError as e:
-            raise YoloError(f"{self.target}: cannot write ({_reason(e)})") from None
-        finally:
-            self.tmp.unlink(missing_ok=True)
+        if stored != self.frames:
+            self._place.discard()
+            raise YoloError(
+                f"{self.target}: cannot write video ({stored} of {self.frames} frames "
+                "stored; disk full or not writable?)"
+            )
+        self._place.commit()
 
     def discard(self) -> None:
         self._writer.release()
-        self.tmp.unlink(missing_ok=True)
+        self._place.discard()
 
 
 class CocoJson:
