@@ -115,15 +115,17 @@ def to_coco_results(
 def write_yolo_txt(
     path: str | Path, detections: Detections, width: int, height: int, save_conf: bool
 ) -> None:
-    """Write one image's detections as YOLO txt (``class cx cy w h [conf]``, normalized).
+    """Write one image's detections as YOLO txt (``class cx cy w h [conf]``, normalized), as
+    ``yolo detect --save-txt`` does.
 
     detections: boxes ``(N, 4)`` xyxy pixels of the ``width × height`` image. The file is
-    written even when empty, so that every image has one; parent folders are created.
+    written even when empty, so that every image has one; parent folders are created; the
+    write is atomic (:func:`yolo_cli.fileio.write_atomic`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from yolo_cli.fileio import write_atomic
+
     scores = detections.scores if save_conf else None
-    path.write_text(label_text(detections.boxes, detections.classes, width, height, scores))
+    write_atomic(path, label_text(detections.boxes, detections.classes, width, height, scores))
 
 
 def read_predictions(path: str | Path, dataset: Dataset) -> tuple[list[Detections], Problems]:

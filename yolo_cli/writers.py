@@ -109,12 +109,11 @@ class RunWriter:
             self._image(self.folder / (source.name + source.suffix), bgr)
 
     def _labels(self, name: str, image: np.ndarray, detections: Detections) -> None:
-        from yolo_cli.data.yolo_txt import label_text
+        from yolo_cli.predictions import write_yolo_txt
 
         h, w = image.shape[:2]
-        scores = detections.scores if self.save_conf else None
-        text = label_text(detections.boxes, detections.classes, w, h, scores)
-        self._file(self.folder / "labels" / f"{name}.txt", text)
+        write_yolo_txt(self.folder / "labels" / f"{name}.txt", detections, w, h, self.save_conf)
+        self.written += 1
 
     def _crops(self, name: str, image: np.ndarray, detections: Detections) -> None:
         h, w = image.shape[:2]
