@@ -233,13 +233,6 @@ augment_option = click.option(
     is_flag=True,
     help="Test-time augmentation: the image and its mirror at three input sizes, merged.",
 )
-method_option = click.option(
-    "--method",
-    default=DEFAULTS.method,
-    show_default=True,
-    type=click.Choice(METHODS),
-    help="Detector: YOLO, or a window classifier (--model) slid naively or convolutionally.",
-)
 
 
 def threshold_option(name: str, default: float | None, help: str):
@@ -265,6 +258,25 @@ max_det_option = click.option(
     show_default=True,
     type=click.IntRange(1),
     help="Keep at most this many detections per image, best first.",
+)
+
+
+def choice_option(name: str, choices, help: str):
+    """An option taking one of ``choices``, its default ``DEFAULTS.<name>`` (``--loss``:
+    ``loss``)."""
+    return click.option(
+        name,
+        default=getattr(DEFAULTS, name.lstrip("-").replace("-", "_")),
+        show_default=True,
+        type=click.Choice(choices),
+        help=help,
+    )
+
+
+method_option = choice_option(
+    "--method",
+    METHODS,
+    "Detector: YOLO, or a window classifier (--model) slid naively or convolutionally.",
 )
 
 
@@ -707,20 +719,16 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
     help="Detection grids: 1 is the course's stride-32 grid; 2 adds a stride-16 grid for "
     "smaller objects; 3 adds stride 8.",
 )
-@click.option(
+@choice_option(
     "--loss",
-    default=DEFAULTS.loss,
-    show_default=True,
-    type=click.Choice(LOSSES),
-    help="course: the course's squared errors; iou: a 1 − CIoU box error and an IoU-aware "
+    LOSSES,
+    "course: the course's squared errors; iou: a 1 − CIoU box error and an IoU-aware "
     "cross-entropy on p_c (learns real data faster; README 'Training').",
 )
-@click.option(
+@choice_option(
     "--assign",
-    default=DEFAULTS.assign,
-    show_default=True,
-    type=click.Choice(RULES),
-    help="Which slots learn an object. best: the course's midpoint cell and best anchor; "
+    RULES,
+    "Which slots learn an object. best: the course's midpoint cell and best anchor; "
     "ratio: also the two nearest neighbour cells and every anchor within 4x of its shape.",
 )
 @ranged_option(
@@ -745,12 +753,10 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
 @click.option("--no-augment", is_flag=True, help="Turn off the training augmentations.")
 @out_option("Run folder (default runs/train/expN).")
 @device_option
-@click.option(
+@choice_option(
     "--strategy",
-    default=DEFAULTS.strategy,
-    show_default=True,
-    type=click.Choice(STRATEGIES),
-    help="tf.distribute strategy: auto is mirrored over several GPUs, else none.",
+    STRATEGIES,
+    "tf.distribute strategy: auto is mirrored over several GPUs, else none.",
 )
 @click.option(
     "--weights",
@@ -782,12 +788,10 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
     help="Wall-clock budget: after every epoch, the epoch count becomes what fits (overrides "
     "--epochs); with --resume, train this many more minutes.",
 )
-@click.option(
+@choice_option(
     "--method",
-    default=DEFAULTS.method,
-    show_default=True,
-    type=click.Choice(["yolo", "window"]),
-    help="yolo: the detector; window: the crop classifier of the sliding-window baselines.",
+    ["yolo", "window"],
+    "yolo: the detector; window: the crop classifier of the sliding-window baselines.",
 )
 def train(resume: str | None, method: str, **options) -> None:
     """Train a YOLO detector; writes best.keras, last.keras, history and TensorBoard events to
