@@ -111,7 +111,7 @@ def test_help_shows_no_hidden_spelling(name):
 
 
 def test_help_names_the_default_model_and_the_formats():
-    assert "Default: synthetic (models/default.keras)" in invoke("info", "--help").output
+    assert "Default: coco (models/coco.keras)" in invoke("info", "--help").output
     assert "--format [voc|coco|yolo]" in invoke("data", "convert", "--help").output
 
 

@@ -22,14 +22,22 @@ def test_shipped_model_file():
     assert DEFAULT_MODEL.stat().st_size <= 20 * 2**20
 
 
-def test_detect_uses_the_shipped_model_by_default():
-    result = CliRunner().invoke(cli, ["detect", str(SAMPLE), "--json", "--no-save"])
+def test_detect_uses_the_coco_model_by_default():
+    """`yolo detect photo` with no --model: the COCO model at its own threshold (0.25)."""
+    dog = PACKAGE_ROOT / "data" / "samples" / "dog.jpg"
+    result = CliRunner().invoke(cli, ["detect", str(dog), "--json", "--no-save"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout.strip().splitlines()[0])
-    assert record["width"] == record["height"] == 416
+    assert (record["width"], record["height"]) == (768, 576)
     found = {d["class"] for d in record["detections"]}
-    assert found and found <= set(DEFAULTS.synth_classes)
-    assert all(d["score"] > 0 for d in record["detections"])
+    assert {"dog", "bicycle"} <= found
+    assert all(d["score"] > 0.25 for d in record["detections"])
+
+
+def test_eval_defaults_to_the_synthetic_model():
+    from yolo_cli import config
+
+    assert config.EVAL_MODEL == "synthetic" and config.DETECT_MODEL == "coco"
 
 
 @pytest.mark.slow

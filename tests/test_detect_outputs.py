@@ -104,7 +104,10 @@ def test_save_json_read_back_by_eval_gives_the_same_map(tmp_path):
 
     data = write_synthetic(tmp_path / "scenes", 12, seed=5, size=320, fractions=(0.5, 0.0, 0.5))
     coco = tmp_path / "found.json"
-    found = detect(data / "images" / "test", "--conf", "0.001", "--no-save", "--save-json", coco)
+    found = detect(
+        data / "images" / "test", "--model", "synthetic", "--conf", "0.001", "--no-save",
+        "--save-json", coco,
+    )  # fmt: skip
     assert found.exit_code == 0, found.output
     tables = []
     for source in (["--predictions", coco], []):

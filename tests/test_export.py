@@ -58,12 +58,18 @@ def exported(tmp_path_factory, scenes):
     out = tmp_path_factory.mktemp("exported")
     paths = {}
     for fmt, suffix in FP32:
-        paths[fmt] = export_model(ExportOptions(None, fmt, out=str(out / f"m_{fmt}{suffix}")))[0]
+        paths[fmt] = export_model(
+            ExportOptions("synthetic", fmt, out=str(out / f"m_{fmt}{suffix}"))
+        )[0]
     for fmt, suffix in (("tflite", ".tflite"), ("onnx", ".onnx")):
-        options = ExportOptions(None, fmt, half=True, out=str(out / f"m_fp16{suffix}"))
+        options = ExportOptions("synthetic", fmt, half=True, out=str(out / f"m_fp16{suffix}"))
         paths[f"{fmt}_fp16"] = export_model(options)[0]
     options = ExportOptions(
-        None, "tflite", int8_data=str(scenes), calib_images=16, out=str(out / "m_int8.tflite")
+        "synthetic",
+        "tflite",
+        int8_data=str(scenes),
+        calib_images=16,
+        out=str(out / "m_int8.tflite"),
     )
     paths["tflite_int8"] = export_model(options)[0]
     return paths
@@ -143,7 +149,7 @@ def test_metadata_is_inside_not_beside(exported, tmp_path):
 
 @pytest.mark.parametrize("fmt", [f for f, _ in FP32])
 def test_fp32_artifact_detects_what_the_keras_model_detects(exported, samples, fmt):
-    want = Detector.from_file(None, LOW_CONF).detect(samples)
+    want = Detector.from_file("synthetic", LOW_CONF).detect(samples)
     detector = Detector.from_file(exported[fmt], LOW_CONF)
     assert detector.runtime == {"saved_model": "tf-saved-model", "tflite": "litert"}.get(
         fmt, "onnxruntime"
@@ -156,7 +162,7 @@ def test_fp32_artifact_detects_what_the_keras_model_detects(exported, samples, f
 
 def test_openvino_runs_the_onnx_export(exported, samples):
     pytest.importorskip("openvino")
-    want = Detector.from_file(None, LOW_CONF).detect(samples)
+    want = Detector.from_file("synthetic", LOW_CONF).detect(samples)
     runtime, meta = load_runtime(exported["onnx"], engine="openvino")
     assert_same_detections(Detector(runtime, meta, LOW_CONF).detect(samples), want)
 
@@ -171,7 +177,7 @@ def _map50(detector, dataset):
 def test_map_of_every_precision(exported, scenes):
     test = load_dataset(scenes, "test")
     thresholds = Thresholds(conf=0.001)
-    reference = _map50(Detector.from_file(None, thresholds), test)
+    reference = _map50(Detector.from_file("synthetic", thresholds), test)
     assert reference > 0.5  # the shipped model on its own kind of scenes
     tolerance = {"tflite_int8": 0.02}
     for name, path in exported.items():
@@ -197,7 +203,7 @@ def test_saved_model_detect_signature_gives_final_detections(exported, samples):
     batch = np.stack([resize_image(im, 512)[0] for im in samples])
     out = loaded.signatures["detect"](images=tf.constant(batch))
     assert out["boxes"].dtype == tf.float32 and out["boxes"].shape[1:] == (100, 4)
-    detector = Detector.from_file(None)  # the export's default thresholds are detect's
+    detector = Detector.from_file("synthetic")  # the export's default thresholds are detect's
     boxes, scores, classes, count = detector.raw(batch.astype(np.float32))
     np.testing.assert_array_equal(out["count"].numpy(), count)
     for i, n in enumerate(count):
@@ -222,7 +228,9 @@ def test_two_head_sigmoid_stretch_model_exports(tmp_path, samples):
 
 
 def test_export_at_another_input_size(tmp_path, samples):
-    path = export_model(ExportOptions(None, "onnx", img_size=416, out=str(tmp_path / "m.onnx")))[0]
+    path = export_model(
+        ExportOptions("synthetic", "onnx", img_size=416, out=str(tmp_path / "m.onnx"))
+    )[0]
     assert read_meta(path).img_size == 416
     assert len(Detector.from_file(path).detect(samples)) == len(samples)
 
@@ -234,9 +242,9 @@ def test_cli_export_then_detect_and_eval(tmp_path, scenes):
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.output and "tflite fp32" in result.output
     runs = []
-    for model in (None, str(out)):
+    for model in ("synthetic", str(out)):
         args = ["detect", *map(str, SAMPLES), "--json", "--no-save"]
-        result = runner.invoke(cli, args + (["--model", model] if model else []))
+        result = runner.invoke(cli, [*args, "--model", model])
         assert result.exit_code == 0, result.output
         runs.append([json.loads(line) for line in result.stdout.splitlines() if line[:1] == "{"])
     keras_run, tflite_run = runs

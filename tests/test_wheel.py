@@ -13,7 +13,7 @@ import pytest
 
 from yolo_cli.config import PACKAGE_ROOT, SHIPPED_MODELS
 
-SAMPLE = PACKAGE_ROOT / "data" / "samples" / "street_1.jpg"
+SAMPLE = PACKAGE_ROOT / "data" / "samples" / "dog.jpg"
 
 
 def _setup_cfg() -> configparser.ConfigParser:
