@@ -36,3 +36,20 @@ def test_resized_two_head_model_keeps_its_weights():
     assert bigger.output_shape == [(None, 12, 12, 3, 7), (None, 6, 6, 2, 7)]
     for a, b in zip(model.get_weights(), bigger.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_spatial_pyramid_sees_the_whole_grid():
+    """With spp, a cell's output depends on a cell 6 cells away at stride 32 (three chained 5×5
+    pools reach 6 cells out); without it, block 7 sees about 220 px, ±3.4 cells of 32 px."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    size, far = 448, 6  # a 14×14 grid
+    x = np.zeros((2, size, size, 3), np.float32)
+    x[1, -32:, -32:] = 255.0  # a change only in the bottom-right cell
+    for spp, reaches in [(True, True), (False, False)]:
+        model = build_model(1, [Head(32, [[60, 60]])], size, width=0.25, passthrough=False, spp=spp)
+        out = model(x, training=False).numpy()
+        corner = 13 - far  # row/col of the cell `far` cells from the changed one
+        changed = not np.allclose(out[0, corner, corner], out[1, corner, corner], atol=1e-6)
+        assert changed is reaches

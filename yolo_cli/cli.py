@@ -743,11 +743,19 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
     show_default=True,
     help="Validate and save a moving average of the weights.",
 )
+@click.option(
+    "--spp/--no-spp",
+    default=DEFAULTS.spp,
+    show_default=True,
+    help="Pool the coarsest features at three widths (YOLOv5's SPPF), so each cell sees the "
+    "whole image.",
+)
 @ranged_option("--batch", help="Images per step (the global batch, over every replica).")
 @ranged_option("--lr", help="Peak learning rate (warm-up, then cosine decay).")
 @ranged_option("--width", help="Channel width multiplier of the backbone.")
 @ranged_option(
-    "--lambda-obj", help="Weight of the p_c error where an object is assigned (Darknet YOLOv2: 5)."
+    "--lambda-obj",
+    help="--loss course: weight of the p_c error where an object is assigned (Darknet YOLOv2: 5).",
 )
 @seed_option("Seeds the initial weights, the data order and the augmentation.")
 @click.option("--no-augment", is_flag=True, help="Turn off the training augmentations.")

@@ -61,13 +61,15 @@ def build_model(
     width: float = DEFAULTS.width,
     passthrough: bool = True,
     name: str = "yolo",
+    spp: bool = False,
 ):
     """Build the detector.
 
     num_classes: C; heads: :class:`yolo_cli.modelfile.Head` list (strides from 8, 16, 32 —
     32 always — and their anchor counts), or an ``(B, 2)`` anchor array for the course's one
     stride-32 grid; img_size: a multiple of 32; width: multiplier on :data:`BASE_FILTERS`
-    channels (1.0 is tiny-YOLO's widths).
+    channels (1.0 is tiny-YOLO's widths); spp: pool the stride-32 features at three widths
+    (:func:`_spatial_pyramid`), so each cell sees the whole input.
     Returns an uncompiled ``keras.Model``: one output ``(batch, S, S, B, 5 + C)`` for one head,
     else one per head in the order given. A finer head sees the coarser features upsampled and
     joined to its own (a top-down path as in YOLOv3-tiny).
@@ -106,6 +108,8 @@ def build_model(
         f = _conv_bn_leaky(features[16], max(8, filters[4] // 4), 1, "passthrough")
         x = layers.Concatenate(name="passthrough_concat")([_space_to_depth(f, "passthrough"), x])
     features[32] = _conv_bn_leaky(x, filters[6], 3, names[6])
+    if spp:
+        features[32] = _spatial_pyramid(features[32], "spp")
     # the head starts at p_c = 0.5 (zero bias), not at RetinaNet's prior of 0.01: under the
     # squared error on a sigmoid, p_c = 0.01 leaves an assigned slot a gradient of only
     # 2·0.99·0.01·0.99 ≈ 0.02, which makes objectness learn several times slower
@@ -123,6 +127,24 @@ def build_model(
         maps[stride] = _conv_bn_leaky(joined, features[stride].shape[-1], 3, f"neck{stride}")
     outputs = [_head(maps[h.stride], h, img_size, num_classes, f"_s{h.stride}") for h in heads]
     return keras.Model(inputs, outputs, name=name)
+
+
+def _spatial_pyramid(x, name: str):
+    """YOLOv5's SPPF: a 1×1 conv halves the channels, three chained 5×5 max pools (stride 1)
+    see 5, 9 and 13 cells around each cell, and a 1×1 conv fuses the four. At stride 32 that
+    adds 384 px of receptive field for a few percent of the compute: block 7 alone sees
+    about 220 px, less than a large object, let alone the image around it."""
+    from keras import layers
+
+    c = x.shape[-1]
+    x = _conv_bn_leaky(x, max(8, c // 2), 1, f"{name}_reduce")
+    pooled = [x]
+    for i in range(3):
+        pooled.append(
+            layers.MaxPooling2D(5, 1, padding="same", name=f"{name}_pool{i + 1}")(pooled[-1])
+        )
+    x = layers.Concatenate(name=f"{name}_concat")(pooled)
+    return _conv_bn_leaky(x, c, 1, f"{name}_fuse")
 
 
 def _head(x, head, img_size: int, num_classes: int, suffix: str):
@@ -216,8 +238,9 @@ def resized_model(model, meta, img_size: int, path):
     width = meta.extra.get("config", {}).get("width")
     if width is None:
         raise YoloError(f"{refuse}: the file does not record how the network was built")
-    passthrough = any(layer.name == "passthrough_concat" for layer in model.layers)
-    rebuilt = build_model(meta.num_classes, meta.heads, img_size, width, passthrough)
+    names = {layer.name for layer in model.layers}
+    passthrough, spp = "passthrough_concat" in names, "spp_concat" in names
+    rebuilt = build_model(meta.num_classes, meta.heads, img_size, width, passthrough, spp=spp)
     weights = model.get_weights()
     if [w.shape for w in weights] != [w.shape for w in rebuilt.get_weights()]:
         raise YoloError(f"{refuse}: its layers differ from the standard network")

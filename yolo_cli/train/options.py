@@ -40,7 +40,8 @@ class TrainConfig:
     one grid, 3 a head for several); ``loss`` ``course`` or ``iou`` (:mod:`yolo_cli.loss`);
     ``assign`` ``best`` or ``ratio`` (:mod:`yolo_cli.targets`); ``mosaic`` the share of training
     images made a mosaic of four, off for the last ``close_mosaic`` epochs; ``ema`` validates and
-    saves an exponential moving average of the weights. ``lambda_obj`` weighs the course
+    saves an exponential moving average of the weights; ``spp`` pools the coarsest features at
+    three widths (:func:`yolo_cli.model.build_model`). ``lambda_obj`` weighs the course
     loss's assigned p_c error.
     """
 
@@ -70,6 +71,7 @@ class TrainConfig:
     mosaic: float = DEFAULTS.mosaic_p
     close_mosaic: int = DEFAULTS.close_mosaic
     ema: bool = DEFAULTS.ema
+    spp: bool = DEFAULTS.spp
 
     def __post_init__(self):
         for name in ("data", "out", "weights"):
@@ -100,7 +102,7 @@ def check_config(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if value is not None and (not isinstance(value, str) or not value):
             raise YoloError(f"{option_name(name)} {value!r}: expected a path")
-    for name in ("augment", "ema"):
+    for name in ("augment", "ema", "spp"):
         if not isinstance(getattr(cfg, name), bool):
             raise YoloError(f"{name} {getattr(cfg, name)!r}: expected true or false")
     for name, choices in _CHOICES.items():

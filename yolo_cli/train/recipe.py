@@ -122,7 +122,9 @@ def build_network(cfg, meta: ModelMeta, source=None, source_meta: ModelMeta | No
         model = new_heads(source, meta)
         copied = sum(1 for layer in model.layers if layer.weights) - len(meta.heads)
     else:
-        model = build_model(meta.num_classes, meta.heads, cfg.img_size, width=cfg.width)
+        model = build_model(
+            meta.num_classes, meta.heads, cfg.img_size, width=cfg.width, spp=cfg.spp
+        )
         copied = _transfer_weights(model, source) if source is not None else 0
     if cfg.freeze:
         try:
