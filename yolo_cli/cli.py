@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import sys
 import warnings
 
@@ -1199,8 +1200,16 @@ def _bench_models(models: tuple[str, ...]) -> dict[str, str | None]:
 
 
 def main() -> None:
-    """The console scripts ``yolo`` and ``yolo-cli``; click names the program as it was run."""
+    """The console scripts ``yolo`` and ``yolo-cli``; click names the program as it was run.
+
+    SIGTERM exits with status 143 through Python's cleanup (pending atomic writes are
+    discarded) wherever it lands; training replaces this with its own handler while it runs."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     cli()
+
+
+def _exit_on_signal(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

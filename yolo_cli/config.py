@@ -60,7 +60,7 @@ class Defaults:
     assign: str = "ratio"  # or "best", the course's (yolo_cli.targets)
     close_mosaic: int = 10  # last epochs of a run without mosaics (YOLOv8)
     ema: bool = True  # validate and save a moving average of the weights (YOLOv5's ModelEMA)
-    spp: bool = True  # pool the stride-32 features at 5, 9, 13 cells (YOLOv5's SPPF)
+    spp: bool = False  # pool the stride-32 features at 5, 9, 13 cells (YOLOv5's SPPF)
     ema_decay: float = 0.9999
     ema_tau: float = 2000.0  # steps over which the average's decay ramps up to ema_decay
     warmup_epochs: float = 1.0
