@@ -167,7 +167,9 @@ def test_hooks_report_the_run_and_the_result_is_typed(scenes64, tmp_path):
 
     recorder = Recorder()
     # one anchor on the course's one grid: objects compete for slots, so collisions happen
-    cfg = tiny_config(scenes64, tmp_path / "run", num_anchors=1, heads=1, assign="best")
+    cfg = tiny_config(
+        scenes64, tmp_path / "run", num_anchors=1, heads=1, assign="best", loss="course"
+    )
     before = asdict(cfg)
     result = train(cfg, recorder.hooks())
     assert asdict(cfg) == before
@@ -181,6 +183,7 @@ def test_hooks_report_the_run_and_the_result_is_typed(scenes64, tmp_path):
     assert rows[result.best_epoch - 1]["val_map50"] == result.best_map50
     # the collisions the targets drop are counted and said
     meta = read_meta(tmp_path / "run" / "last.keras")
+    assert meta.conf is None  # the course's loss detects at the course's threshold
     train_set = load_dataset(scenes64, "train")
     assert result.dropped_boxes == collision_count(train_set, meta.heads, meta.img_size, 3)
     notices = [n[0] for n in recorder.of("on_notice")]
@@ -407,6 +410,7 @@ def test_resume_extends_a_finished_run_and_replans_the_schedule(scenes64, tmp_pa
 
 
 def test_patience_stops_a_run_that_does_not_improve(scenes64, tmp_path):
+    from yolo_cli.config import DEFAULTS
     from yolo_cli.modelfile import read_meta
     from yolo_cli.train import Outcome, train
 
@@ -416,7 +420,9 @@ def test_patience_stops_a_run_that_does_not_improve(scenes64, tmp_path):
     assert result.outcome is Outcome.EARLY_STOPPED, result
     assert result.epochs_done - result.best_epoch == 1 and result.epochs_done < 12
     assert "no val mAP@0.5 gain for 1 epochs" in result.detail
-    assert read_meta(tmp_path / "run" / "best.keras").extra["config"]["patience"] == 1
+    meta = read_meta(tmp_path / "run" / "best.keras")
+    assert meta.extra["config"]["patience"] == 1
+    assert meta.detect_conf == DEFAULTS.iou_conf  # the IoU-aware loss: p_c estimates IoU
 
 
 def test_validation_skips_and_counts_an_unreadable_image(tmp_path):

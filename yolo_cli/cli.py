@@ -1045,8 +1045,8 @@ _PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anyth
     None,
     "Discard boxes whose score p_c·P(class) is at or below this; labels, --save-conf "
     "and JSON show that same score. Default: the model's own (the course's "
-    f"{DEFAULTS.conf_threshold:g} for models trained here, Darknet's {DARKNET_CONF:g} for "
-    "converted ones such as --model coco).",
+    f"{DEFAULTS.conf_threshold:g} for models trained with --loss course, {DEFAULTS.iou_conf:g} "
+    f"with --loss iou, Darknet's {DARKNET_CONF:g} for converted ones such as --model coco).",
 )
 @nms_iou_option
 @max_det_option

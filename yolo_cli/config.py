@@ -18,6 +18,7 @@ class Defaults:
     head_strides: tuple[int, ...] = (8, 16, 32)  # the strides a head may have, finest first
     num_anchors: int = 5
     conf_threshold: float = 0.6
+    iou_conf: float = 0.25  # a model trained with --loss iou: its p_c estimates the box's IoU
     nms_iou: float = 0.5
     eval_iou: float = 0.5
     eval_conf: float = 0.001

@@ -59,7 +59,8 @@ class ModelMeta:
     outputs. class_activation: ``softmax`` (YOLOv2, one class per box) or ``sigmoid``
     (YOLOv3). resize: ``letterbox`` (aspect kept, grey borders) or ``stretch`` (plain resize,
     as Darknet). conf: the score threshold the model is meant to detect at (``None``: the
-    course's :data:`DEFAULTS.conf_threshold`); a converted Darknet model keeps Darknet's.
+    course's :data:`DEFAULTS.conf_threshold`); one trained with the IoU-aware loss has
+    :data:`DEFAULTS.iou_conf`, a converted Darknet model Darknet's.
     extra: how it was made (training config, Darknet source, …).
     """
 

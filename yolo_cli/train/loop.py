@@ -465,6 +465,7 @@ def build_trainer(
             names=list(train_set.names),
             img_size=cfg.img_size,
             heads=heads,
+            conf=recipe.detect_conf(cfg),
             extra={"config": asdict(cfg)},
         )
     with strategy.scope():

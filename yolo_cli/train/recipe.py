@@ -148,6 +148,14 @@ def _transfer_weights(model, source) -> int:
     return copied
 
 
+def detect_conf(cfg) -> float | None:
+    """The score threshold the trained model detects at unless told (``None``: the course's
+    :data:`DEFAULTS.conf_threshold`). The IoU-aware loss teaches p_c the IoU of the slot's box
+    with its object, so a good box scores 0.5–0.9 and the course's 0.6 would drop half of
+    them; it gets :data:`DEFAULTS.iou_conf`, the threshold ultralytics and Darknet detect at."""
+    return DEFAULTS.iou_conf if cfg.loss == "iou" else None
+
+
 def build_loss(cfg, meta: ModelMeta) -> Callable:
     """The run's loss (:func:`yolo_cli.loss.make_loss`: ``cfg.loss``, the course's weighing
     its assigned p_c error by ``cfg.lambda_obj``) as ``(targets, raws) → (per_image (B,),
