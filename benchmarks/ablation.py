@@ -3,20 +3,20 @@ each run a ``train_real.py`` training of the same wall-clock budget, next to YOL
 same way (``yolov8_reference.py``).
 
     .venv/bin/python benchmarks/ablation.py --venv /tmp/uvenv [--datasets raccoon bccd highway]
-        [--minutes 30] [--variants course ratio iou mosaic ema heads default] [--runs runs/ablation]
+        [--minutes 30] [--variants course ratio iou mosaic ema default spp] [--runs runs/ablation]
 
 Runs what is missing (one training at a time; a run whose report exists is kept), then prints
 one markdown table: test mAP@0.5 and mAP@[.5:.95] per dataset and variant, with epochs
 trained, and the reference row. The variants, cumulative (each adds one change to the one
-before; ``default`` is ``yolo train``'s recipe):
+before; ``default`` is ``yolo train``'s recipe, ``spp`` a candidate beyond it):
 
 - ``course``: one stride-32 grid, the course's loss, one slot per object, no mosaic, no EMA;
 - ``ratio``: + neighbour cells and every anchor within 4× (``--assign ratio``);
 - ``iou``: + the IoU-aware loss (``--loss iou``);
 - ``mosaic``: + mosaics of four (``--mosaic 1``);
 - ``ema``: + the moving average of the weights (``--ema``);
-- ``heads``: + the stride-16 grid (``--heads 2``);
-- ``default``: + spatial pyramid pooling of the stride-32 features (``--spp``).
+- ``default``: + the stride-16 grid (``--heads 2``), ``yolo train``'s recipe;
+- ``spp``: + spatial pyramid pooling of the stride-32 features (``--spp``).
 
 ``--collect`` only prints the table of the runs already there.
 """
@@ -30,15 +30,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-_COURSE = ["heads=1", "loss=course", "assign=best", "mosaic=0", "ema=false", "spp=false"]
+_COURSE = ["heads=1", "loss=course", "assign=best", "mosaic=0", "ema=false"]
 VARIANTS = {
     "course": _COURSE,
     "ratio": _COURSE[:2] + ["assign=ratio"] + _COURSE[3:],
-    "iou": ["heads=1", "loss=iou", "assign=ratio", "mosaic=0", "ema=false", "spp=false"],
-    "mosaic": ["heads=1", "loss=iou", "assign=ratio", "mosaic=1", "ema=false", "spp=false"],
-    "ema": ["heads=1", "spp=false"],
-    "heads": ["spp=false"],
+    "iou": ["heads=1", "loss=iou", "assign=ratio", "mosaic=0", "ema=false"],
+    "mosaic": ["heads=1", "loss=iou", "assign=ratio", "mosaic=1", "ema=false"],
+    "ema": ["heads=1"],
     "default": [],
+    "spp": ["spp=true"],
 }
 LABELS = {
     "course": "the course's recipe (1 grid, squared errors, 1 slot per object)",
@@ -46,8 +46,8 @@ LABELS = {
     "iou": "+ IoU-aware loss (`--loss iou`)",
     "mosaic": "+ mosaic (`--mosaic 1`)",
     "ema": "+ moving average of the weights (`--ema`)",
-    "heads": "+ stride-16 grid (`--heads 2`)",
-    "default": "+ spatial pyramid pooling (`--spp`) = `yolo train`'s default",
+    "default": "+ stride-16 grid (`--heads 2`) = `yolo train`'s default",
+    "spp": "+ spatial pyramid pooling (`--spp`)",
 }
 HERE = Path(__file__).resolve().parent
 
