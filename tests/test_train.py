@@ -298,7 +298,10 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(tiny_synth, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     curves = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(curves["none"]) == len(curves["mirrored"]) == 5
-    np.testing.assert_allclose(curves["mirrored"], curves["none"], rtol=2e-3)
+    # two replicas sum in another order than one device; Adam's normalised steps carry that
+    # float32 difference into the weights, a few 1e-3 of the loss after some steps (a replica's
+    # loss divided by its own batch instead of the global one would be off by 2x)
+    np.testing.assert_allclose(curves["mirrored"], curves["none"], rtol=5e-3)
 
 
 def _free_port():

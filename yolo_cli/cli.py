@@ -373,7 +373,7 @@ class _Command(click.Command):
 
 class _Group(click.Group):
     """Turns a :class:`YoloError` into one line on stderr and exit status 2 (a traceback with
-    ``--debug``); keeps the command line as typed in ``ctx.meta["argv"]`` (``yolo eval`` records
+    ``--debug``) and a Ctrl-C its command did not handle into exit status 130; keeps the command line as typed in ``ctx.meta["argv"]`` (``yolo eval`` records
     it in metrics.json). Its commands are :class:`_Command`, its subgroups ``_Group``."""
 
     command_class = _Command
@@ -397,6 +397,8 @@ class _Group(click.Group):
                 raise
             click.echo(f"error: {e}", err=True)
             ctx.exit(2)
+        except KeyboardInterrupt:  # one the command did not handle: exit as a shell expects
+            ctx.exit(130)
 
 
 # Library loggers whose INFO lines are notices for the user: the default synthetic dataset
@@ -1202,10 +1204,19 @@ def _bench_models(models: tuple[str, ...]) -> dict[str, str | None]:
 def main() -> None:
     """The console scripts ``yolo`` and ``yolo-cli``; click names the program as it was run.
 
-    SIGTERM exits with status 143 through Python's cleanup (pending atomic writes are
-    discarded) wherever it lands; training replaces this with its own handler while it runs."""
+    While a command runs, SIGTERM exits with status 143 and Ctrl-C with 130, through Python's
+    cleanup (pending atomic writes are discarded); training replaces the handlers with its own
+    while it trains. Once the command is over both are ignored: the interpreter and
+    TensorFlow take about a second to shut down, with the default handlers back, and a signal
+    then would kill a process whose work is done and saved."""
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    cli()
+    try:
+        cli()
+    except KeyboardInterrupt:  # one that landed after the command, while click exits
+        raise SystemExit(130) from None
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def _exit_on_signal(signum: int, frame) -> None:
