@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
+
+from train_real import cell
 
 _COURSE = ["heads=1", "loss=course", "assign=best", "mosaic=0", "ema=false"]
 VARIANTS = {
@@ -65,10 +66,6 @@ def scores(folder: Path) -> tuple[float, float, int] | None:
     m = json.loads(metrics.read_text())
     epochs = len(history.read_text().strip().splitlines()) - 1
     return float(m["mAP@0.5"]), float(m["mAP@[0.5:0.95]"] or 0.0), epochs
-
-
-def cell(x: float) -> str:
-    return f"{x:.3f}" if math.isfinite(x) else "–"
 
 
 def table(datasets: list[str], variants: list[str], runs: Path, refs: Path) -> str:

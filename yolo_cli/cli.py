@@ -373,8 +373,9 @@ class _Command(click.Command):
 
 class _Group(click.Group):
     """Turns a :class:`YoloError` into one line on stderr and exit status 2 (a traceback with
-    ``--debug``) and a Ctrl-C its command did not handle into exit status 130; keeps the command line as typed in ``ctx.meta["argv"]`` (``yolo eval`` records
-    it in metrics.json). Its commands are :class:`_Command`, its subgroups ``_Group``."""
+    ``--debug``) and a Ctrl-C its command did not handle into exit status 130; keeps the
+    command line as typed in ``ctx.meta["argv"]`` (``yolo eval`` records it in metrics.json).
+    Its commands are :class:`_Command`, its subgroups ``_Group``."""
 
     command_class = _Command
     group_class = type

@@ -61,7 +61,7 @@ def build_model(
     width: float = DEFAULTS.width,
     passthrough: bool = True,
     name: str = "yolo",
-    spp: bool = False,
+    spp: bool = DEFAULTS.spp,
 ):
     """Build the detector.
 
