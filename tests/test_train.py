@@ -12,6 +12,7 @@ import textwrap
 from dataclasses import asdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from train_helpers import ROOT, assert_bit_equal, leftovers, tiny_config, write_tiny_scenes
@@ -264,6 +265,60 @@ def test_transfer_and_freeze(scenes64, tmp_path):
         if layer.weights:
             for w1, w2 in zip(layer.get_weights(), source.get_layer(layer.name).get_weights()):
                 np.testing.assert_array_equal(w1, w2)
+
+
+@pytest.mark.parametrize("num_anchors", [None, 4])
+def test_transfer_from_the_coco_model_keeps_its_network_and_what_its_heads_share(
+    scenes64, tmp_path, num_anchors
+):
+    """--weights coco: backbone and neck as converted; heads with anchors from the data whose
+    slots, on a real photo, give the p_c, offsets and box sizes of coco's slot of the nearest
+    anchor shape, and its person, car, motorbike scores for the scenes' pedestrian, car,
+    motorcycle; --freeze N freezes its first N cfg layers, BatchNorm with them; a step trains."""
+    from yolo_cli.boxes import iou_wh
+    from yolo_cli.modelfile import load_model, model_path
+    from yolo_cli.train import TrainHooks, build_trainer, train
+
+    source, source_meta = load_model(model_path("coco"))
+    cfg = tiny_config(
+        scenes64, tmp_path / "run", weights="coco", freeze=3, img_size=None,
+        num_anchors=num_anchors, epochs=1, max_steps=1,
+    )  # fmt: skip
+    notices = []
+    trainer = build_trainer(cfg, TrainHooks(on_notice=notices.append))
+    meta, model = trainer.meta, trainer.model
+    assert meta.img_size == source_meta.img_size == 320
+    assert [h.stride for h in meta.heads] == sorted(h.stride for h in source_meta.heads)
+    assert sum(len(h.anchors) for h in meta.heads) == (num_anchors or 6)
+    line = next(n for n in notices if n.startswith("anchors (k-means"))
+    assert line.endswith("heads start from coco's slots of the nearest anchor shape"
+                         " (box, p_c and pedestrian, car, motorcycle)")  # fmt: skip
+
+    image = cv2.imread(str(ROOT / "data/samples/dog.jpg"))
+    x = cv2.resize(image, (320, 320))[None, ..., ::-1].astype("float32")
+    coco = [source_meta.names.index(n) for n in ("person", "car", "motorbike")]
+    olds = {h.stride: (h, np.asarray(o)) for h, o in zip(source_meta.heads, source(x))}
+    for head, new in zip(meta.heads, model(x)):
+        src_head, old = olds[head.stride]
+        new = np.asarray(new)
+        nearest = iou_wh(head.anchors, src_head.anchors).argmax(axis=1)
+        old = old[..., nearest, :]
+        np.testing.assert_allclose(new[..., :3], old[..., :3], atol=1e-4)
+        sizes = np.exp(new[..., 3:5]) * np.asarray(head.anchors, np.float32)
+        src_sizes = np.exp(old[..., 3:5]) * np.asarray(src_head.anchors, np.float32)[nearest]
+        np.testing.assert_allclose(sizes, src_sizes, rtol=1e-3)
+        np.testing.assert_allclose(new[..., 5:], old[..., [5 + c for c in coco]], atol=1e-4)
+
+    by_name = {x.name: x for x in source.layers}
+    heads = {f"head_s{h.stride}" for h in meta.heads}
+    shared = [x for x in model.layers if x.weights and x.name not in heads]
+    assert len(shared) == sum(1 for x in source.layers if x.weights) - len(heads)
+    for layer in shared:
+        for w1, w2 in zip(layer.get_weights(), by_name[layer.name].get_weights()):
+            np.testing.assert_array_equal(w1, w2)
+    frozen = {x.name for x in model.layers if not x.trainable and x.weights}
+    assert frozen == {"conv0", "conv0_bn", "conv1", "conv1_bn", "conv2", "conv2_bn"}
+    assert train(cfg).epochs_done == 1
 
 
 def _run_script(code: str, env=None, timeout=600):

@@ -195,27 +195,58 @@ def _darknet_layer(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def new_heads(source, meta):
-    """``source``'s network with a new 1×1 head convolution (random) for each of ``meta``'s
-    heads, on the features ``source``'s own head convolution reads: the backbone and neck
-    keep their weights, the heads learn ``meta``'s classes and anchors (transfer learning from
-    a converted model). ``meta.heads`` are matched to ``source``'s outputs by stride."""
+def new_heads(source, source_meta, meta, classes=()):
+    """``source``'s network with a new 1×1 head convolution for each of ``meta``'s heads, on
+    the features ``source``'s own head convolution reads: the backbone and neck keep their
+    weights, the heads learn ``meta``'s classes and anchors (transfer learning from a converted
+    model). ``meta.heads`` are matched to ``source``'s outputs (``source_meta.heads``) by stride.
+
+    Each new slot starts from the source head's slot whose anchor shape is nearest (IoU of
+    shapes): its p_c and box channels, the w and h biases shifted by ``log(source anchor /
+    anchor)`` so that its boxes keep their size, and class ``c``'s channel from the source's
+    class ``classes[c]`` (random where that is ``None`` or ``classes`` is shorter).
+    """
     import keras
     from keras import layers
 
     outputs = []
-    for out in source.outputs:
+    for out, src_head in zip(source.outputs, source_meta.heads):
         grid = out._keras_history.operation  # the Reshape to (S, S, B, 5 + C)
         conv = grid.input._keras_history.operation  # the head's 1×1 convolution
-        features = conv.input
-        stride = meta.img_size // features.shape[1]
-        head = next(h for h in meta.heads if h.stride == stride)
-        s, b, c = features.shape[1], len(head.anchors), meta.num_classes
-        x = layers.Conv2D(b * (5 + c), 1, name=f"head_s{stride}")(features)
-        outputs.append((stride, layers.Reshape((s, s, b, 5 + c), name=f"grid_s{stride}")(x)))
+        head = next(h for h in meta.heads if h.stride == src_head.stride)
+        s, b, c = conv.input.shape[1], len(head.anchors), meta.num_classes
+        new = layers.Conv2D(b * (5 + c), 1, name=f"head_s{head.stride}")
+        x = new(conv.input)
+        kept = _kept_rows(conv.get_weights(), new.get_weights(), src_head.anchors, head, classes)
+        new.set_weights(kept)
+        outputs.append(
+            (head.stride, layers.Reshape((s, s, b, 5 + c), name=f"grid_s{head.stride}")(x))
+        )
     order = {h.stride: k for k, h in enumerate(meta.heads)}
     outputs.sort(key=lambda so: order[so[0]])
     return keras.Model(source.input, [o for _, o in outputs], name=source.name)
+
+
+def _kept_rows(source, fresh, source_anchors, head, classes) -> list:
+    """A head convolution's ``[kernel (1, 1, C_in, B·(5 + C)), bias (B·(5 + C),)]`` ``fresh``,
+    each slot ``j`` (anchor ``head.anchors[j]``) given the p_c, box and ``classes`` channels of the
+    ``source`` slot with the nearest anchor shape, its w, h bias shifted to keep its boxes."""
+    from yolo_cli.boxes import iou_wh
+
+    src_anchors = np.asarray(source_anchors, np.float32)
+    new_anchors = np.asarray(head.anchors, np.float32)
+    nearest = iou_wh(new_anchors, src_anchors).argmax(axis=1)
+    kept = []
+    for src, out in zip(source, fresh):
+        src = src.reshape(*src.shape[:-1], len(src_anchors), -1)[..., nearest, :]
+        out = out.reshape(*out.shape[:-1], len(new_anchors), -1).copy()
+        out[..., :5] = src[..., :5]
+        for c, m in enumerate(classes):
+            if m is not None:
+                out[..., 5 + c] = src[..., 5 + m]
+        kept.append(out)
+    kept[1][:, 3:5] += np.log(src_anchors[nearest] / new_anchors)
+    return [k.reshape(f.shape) for k, f in zip(kept, fresh)]
 
 
 def resized_model(model, meta, img_size: int, path):

@@ -73,8 +73,9 @@ def plan_heads(cfg, train_set, source: ModelMeta | None = None) -> tuple[list[He
     head; a ``source`` of this project's network trained at the same size with the same heads
     lends its own. ``scale_xy`` 2 under the ``ratio`` rule (its neighbour cells' offsets reach
     half a cell out), else 1. Returns the heads and a line saying how the anchors were chosen
-    (``None`` when they came from ``source``). Raises :class:`YoloError` when the split has
-    fewer boxes than anchors.
+    (``None`` when they came from this project's ``source``; for a converted one it says which
+    classes keep its weights, :func:`yolo_cli.model.new_heads`).
+    Raises :class:`YoloError` when the split has fewer boxes than anchors.
     """
     from yolo_cli.anchors import kmeans_anchors
 
@@ -99,7 +100,27 @@ def plan_heads(cfg, train_set, source: ModelMeta | None = None) -> tuple[list[He
     shown = ", ".join(f"{w:.0f}×{h:.0f}" for w, h in anchors)
     line = f"anchors (k-means on {len(shapes)} boxes, mean best IoU {mean_iou:.3f}): {shown}"
     split = np.split(anchors, np.cumsum(counts)[:-1])
+    if source is not None and not _is_own(source):
+        matched = zip(train_set.names, source_classes(train_set.names, source))
+        shared = [n for n, m in matched if m is not None]
+        line += f"; heads start from {cfg.weights}'s slots of the nearest anchor shape"
+        line += f" (box, p_c and {', '.join(shared)})" if shared else " (box and p_c)"
     return [Head(st, a.tolist(), scale) for st, a in zip(strides, split)], line
+
+
+def source_classes(names, source: ModelMeta) -> list[int | None]:
+    """For each class of ``names``, the ``source`` model's class it is (by name, spelling or
+    synonym, as :func:`yolo_cli.labelsets.match_classes` matches them), else ``None``."""
+    from yolo_cli.labelsets import match_classes
+
+    try:
+        pairs = match_classes(source.names, names).pairs
+    except YoloError:  # no class shared
+        pairs = []
+    classes: list[int | None] = [None] * len(names)
+    for m, d, _ in pairs:
+        classes[d] = m
+    return classes
 
 
 def _is_own(meta: ModelMeta) -> bool:
@@ -113,13 +134,14 @@ def build_network(cfg, meta: ModelMeta, source=None, source_meta: ModelMeta | No
     With ``source`` (a Keras model) of this project's network, every layer whose name and
     weight shapes agree starts from its weights. A converted ``source`` (a Darknet model) keeps
     its whole graph — backbone and neck — with new heads for ``meta``'s classes and anchors
-    (:func:`yolo_cli.model.new_heads`). The first ``cfg.freeze`` blocks are frozen
+    (:func:`yolo_cli.model.new_heads`: they start from its heads' box and p_c weights, and its
+    class weights for the classes it shares with ``meta``). The first ``cfg.freeze`` blocks are frozen
     (:func:`yolo_cli.model.freeze_blocks`), BatchNorm with them.
     """
     from yolo_cli.model import build_model, freeze_blocks, new_heads
 
     if source is not None and source_meta is not None and not _is_own(source_meta):
-        model = new_heads(source, meta)
+        model = new_heads(source, source_meta, meta, source_classes(meta.names, source_meta))
         copied = sum(1 for layer in model.layers if layer.weights) - len(meta.heads)
     else:
         model = build_model(
