@@ -294,9 +294,9 @@ def benchmark(args) -> None:
     print(f"| training images/s over train() (validation, checkpoints included) | {rate:.1f} | "
           f"{ref.get('images_per_s', '–')} |")  # fmt: skip
     steps_rate = (
-        clock.timed_steps * cfg.batch / clock.timed_seconds if clock.timed_steps else math.nan
+        f"{clock.timed_steps * cfg.batch / clock.timed_seconds:.1f}" if clock.timed_steps else "–"
     )
-    print(f"| training images/s over the steps alone | {cell(steps_rate)} | – |")
+    print(f"| training images/s over the steps alone | {steps_rate} | – |")
     verdict = "meets" if peak_kib <= MEMORY_GOAL_GIB * 2**20 else "misses"
     print(f"| peak resident memory (training + evaluation) | {peak_kib / 1024:.0f} MiB, {verdict} "
           f"the {MEMORY_GOAL_GIB:g} GiB goal | {ref.get('peak_mib', '–')} MiB |")  # fmt: skip
