@@ -4,7 +4,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from shared_data import PHOTOS, needs_photos
+from shared_data import HIGHWAY, PHOTOS, needs_highway, needs_photos
 
 from yolo_cli.cli import cli
 from yolo_cli.config import DEFAULTS, PACKAGE_ROOT
@@ -70,3 +70,31 @@ def test_shipped_coco_model_finds_the_course_photos_objects():
     assert len(frames) == 9
     for frame, dets in zip(frames, detector.detect([read_image(f) for f in frames])):
         assert "car" in {meta.names[c] for c in dets.classes}, frame.name
+
+
+def test_shipped_street_model_file():
+    """The highway model fine-tuned from coco: highway's five classes on coco's network."""
+    path = shipped_model("street")
+    meta = read_meta(path)
+    assert tuple(meta.names) == ("bus", "car", "motorbike", "person", "truck")
+    assert meta.img_size == 320 and sorted(h.stride for h in meta.heads) == [16, 32]
+    assert meta.extra["config"]["weights"] == "coco"
+    assert path.stat().st_size <= 6 * 2**20
+
+
+@pytest.mark.slow
+@needs_highway
+def test_street_model_beats_coco_on_highway_test_split(tmp_path):
+    """Why it ships (README): on highway's test split the street model scores above coco, on
+    the five classes they share, at both mAPs and on every class at IoU 0.5."""
+    from yolo_cli.evaluate import EvalOptions, run_eval
+
+    street, coco = (
+        run_eval(EvalOptions(data=str(HIGHWAY), model=m, out=str(tmp_path / m)))
+        for m in ("street", "coco")
+    )
+    assert len(street.dataset) == len(coco.dataset) == 251
+    assert street.at_iou.names == coco.at_iou.names
+    assert (street.at_iou.ap[:, 0] > coco.at_iou.ap[:, 0]).all()
+    assert street.at_iou.map > coco.at_iou.map
+    assert street.coco.map_all > coco.coco.map_all

@@ -190,7 +190,7 @@ def _models_dir() -> Path:
 
 MODELS_DIR = _models_dir()
 # shipped models by short name (``--model NAME``), and which one each command uses by default
-SHIPPED_MODELS = {"synthetic": "default.keras", "coco": "coco.keras"}
+SHIPPED_MODELS = {"synthetic": "default.keras", "coco": "coco.keras", "street": "street.keras"}
 DETECT_MODEL = "coco"  # a real photo needs a real model; eval's default stays offline
 EVAL_MODEL = "synthetic"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
