@@ -79,6 +79,7 @@ def test_shipped_street_model_file():
     assert tuple(meta.names) == ("bus", "car", "motorbike", "person", "truck")
     assert meta.img_size == 320 and sorted(h.stride for h in meta.heads) == [16, 32]
     assert meta.extra["config"]["weights"] == "coco"
+    assert meta.extra["darknet"] == read_meta(shipped_model("coco")).extra["darknet"]
     assert path.stat().st_size <= 6 * 2**20
 
 

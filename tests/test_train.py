@@ -319,6 +319,30 @@ def test_transfer_from_the_coco_model_keeps_its_network_and_what_its_heads_share
     frozen = {x.name for x in model.layers if not x.trainable and x.weights}
     assert frozen == {"conv0", "conv0_bn", "conv1", "conv1_bn", "conv2", "conv2_bn"}
     assert train(cfg).epochs_done == 1
+    if num_anchors is None:
+        _resume_and_train_from_the_fine_tuned_model(scenes64, tmp_path / "run")
+
+
+def _resume_and_train_from_the_fine_tuned_model(scenes, run):
+    """A run from coco resumes, and a model fine-tuned from coco lends its whole graph and
+    weights (heads too: same data, same anchors, same classes) to a run from it."""
+    from yolo_cli.modelfile import load_model
+    from yolo_cli.train import TrainHooks, build_trainer, resume
+
+    assert resume(run, epochs=2).epochs_done == 2
+    best, best_meta = load_model(run / "best.keras")
+    assert best_meta.extra["darknet"]["cfg"] == "yolo-fastest-1.1-xl.cfg"
+    cfg = tiny_config(
+        scenes, run.parent / "again", weights=str(run / "best.keras"), img_size=None,
+        num_anchors=None,
+    )  # fmt: skip
+    model = build_trainer(cfg, TrainHooks()).model
+    by_name = {x.name: x for x in best.layers}
+    weighted = [x for x in model.layers if x.weights]
+    assert len(weighted) == sum(1 for x in best.layers if x.weights)
+    for layer in weighted:
+        for w1, w2 in zip(layer.get_weights(), by_name[layer.name].get_weights()):
+            np.testing.assert_allclose(w1, w2, rtol=1e-6, atol=1e-6)
 
 
 def _run_script(code: str, env=None, timeout=600):

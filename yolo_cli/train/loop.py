@@ -445,6 +445,8 @@ def build_trainer(
         raise YoloError(f"{train_set.root}: --patience needs a val split, and there is none")
     source = source_meta = None
     if checkpoint is not None:
+        if recipe.lineage(checkpoint[1]):
+            source_path, source_meta = checkpoint  # a converted graph: rebuilt from the file
         cfg = replace(cfg, img_size=checkpoint[1].img_size)
         meta = replace(checkpoint[1], extra={**checkpoint[1].extra, "config": asdict(cfg)})
         if meta.names != list(train_set.names):
@@ -466,7 +468,7 @@ def build_trainer(
             img_size=cfg.img_size,
             heads=heads,
             conf=recipe.detect_conf(cfg),
-            extra={"config": asdict(cfg)},
+            extra={"config": asdict(cfg), **recipe.lineage(source_meta)},
         )
     with strategy.scope():
         if source_meta is not None:
@@ -476,7 +478,7 @@ def build_trainer(
         model.compile(optimizer=optimizer)
         optimizer.build(model.trainable_variables)
         average = WeightAverage(model, optimizer) if cfg.ema else None
-    if source is not None:
+    if source is not None and checkpoint is None:
         hooks.on_notice(f"initialised {copied} layers from {cfg.weights}")
     if checkpoint is not None:
         try:

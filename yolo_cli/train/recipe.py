@@ -124,8 +124,16 @@ def source_classes(names, source: ModelMeta) -> list[int | None]:
 
 
 def _is_own(meta: ModelMeta) -> bool:
-    """Whether a model file holds this project's network (trained here), not a converted one."""
-    return "config" in meta.extra
+    """Whether a model file holds this project's network (:func:`yolo_cli.model.build_model`),
+    not a converted one's graph (imported, or trained here from an imported one)."""
+    return "darknet" not in meta.extra
+
+
+def lineage(source: ModelMeta | None) -> dict:
+    """What a model trained from ``source`` records of its graph's origin in its metadata's
+    ``extra``: the Darknet files of a converted ``source`` (so that a run from it, or from a
+    model trained from it, rebuilds that graph)."""
+    return {} if source is None or _is_own(source) else {"darknet": source.extra["darknet"]}
 
 
 def build_network(cfg, meta: ModelMeta, source=None, source_meta: ModelMeta | None = None):
