@@ -229,8 +229,8 @@ def new_heads(source, source_meta, meta, classes=()):
 
 def _kept_rows(source, fresh, source_anchors, head, classes) -> list:
     """A head convolution's ``[kernel (1, 1, C_in, B·(5 + C)), bias (B·(5 + C),)]`` ``fresh``,
-    each slot ``j`` (anchor ``head.anchors[j]``) given the p_c, box and ``classes`` channels of the
-    ``source`` slot with the nearest anchor shape, its w, h bias shifted to keep its boxes."""
+    each slot ``j`` (anchor ``head.anchors[j]``) given the p_c, box and ``classes`` channels of
+    the ``source`` slot with the nearest anchor shape, its w, h bias shifted to keep its boxes."""
     from yolo_cli.boxes import iou_wh
 
     src_anchors = np.asarray(source_anchors, np.float32)
@@ -245,8 +245,9 @@ def _kept_rows(source, fresh, source_anchors, head, classes) -> list:
             if m is not None:
                 out[..., 5 + c] = src[..., 5 + m]
         kept.append(out)
-    kept[1][:, 3:5] += np.log(src_anchors[nearest] / new_anchors)
-    return [k.reshape(f.shape) for k, f in zip(kept, fresh)]
+    kernel, bias = kept
+    bias[:, 3:5] += np.log(src_anchors[nearest] / new_anchors)
+    return [kernel.reshape(fresh[0].shape), bias.reshape(fresh[1].shape)]
 
 
 def resized_model(model, meta, img_size: int, path):

@@ -445,7 +445,7 @@ def build_trainer(
         raise YoloError(f"{train_set.root}: --patience needs a val split, and there is none")
     source = source_meta = None
     if checkpoint is not None:
-        if recipe.lineage(checkpoint[1]):
+        if not recipe.is_own(checkpoint[1]):
             source_path, source_meta = checkpoint  # a converted graph: rebuilt from the file
         cfg = replace(cfg, img_size=checkpoint[1].img_size)
         meta = replace(checkpoint[1], extra={**checkpoint[1].extra, "config": asdict(cfg)})

@@ -40,7 +40,7 @@ def scaled_box_shapes(dataset, img_size: int) -> np.ndarray:
 def input_size(cfg, source: ModelMeta | None) -> int:
     """The run's input side: ``cfg.img_size``, else the ``source`` model's, else the default.
     A converted ``source`` keeps its own (its graph is built for it)."""
-    if source is not None and not _is_own(source):
+    if source is not None and not is_own(source):
         if cfg.img_size not in (None, source.img_size):
             raise YoloError(
                 f"--img-size {cfg.img_size}: {cfg.weights} is a converted network built for "
@@ -82,11 +82,11 @@ def plan_heads(cfg, train_set, source: ModelMeta | None = None) -> tuple[list[He
     scale = 2.0 if cfg.assign == "ratio" else 1.0
     strides = (
         DEFAULTS.head_strides[-cfg.heads :]
-        if source is None or _is_own(source)
+        if source is None or is_own(source)
         else sorted(h.stride for h in source.heads)
     )
     counts = anchors_per_head(cfg, len(strides))
-    if source is not None and _is_own(source) and source.img_size == cfg.img_size:
+    if source is not None and is_own(source) and source.img_size == cfg.img_size:
         if [(h.stride, len(h.anchors)) for h in source.heads] == list(zip(strides, counts)):
             return [Head(h.stride, h.anchors, scale) for h in source.heads], None
     shapes = scaled_box_shapes(train_set, cfg.img_size)
@@ -100,7 +100,7 @@ def plan_heads(cfg, train_set, source: ModelMeta | None = None) -> tuple[list[He
     shown = ", ".join(f"{w:.0f}×{h:.0f}" for w, h in anchors)
     line = f"anchors (k-means on {len(shapes)} boxes, mean best IoU {mean_iou:.3f}): {shown}"
     split = np.split(anchors, np.cumsum(counts)[:-1])
-    if source is not None and not _is_own(source):
+    if source is not None and not is_own(source):
         matched = zip(train_set.names, source_classes(train_set.names, source))
         shared = [n for n, m in matched if m is not None]
         line += f"; heads start from {cfg.weights}'s slots of the nearest anchor shape"
@@ -123,7 +123,7 @@ def source_classes(names, source: ModelMeta) -> list[int | None]:
     return classes
 
 
-def _is_own(meta: ModelMeta) -> bool:
+def is_own(meta: ModelMeta) -> bool:
     """Whether a model file holds this project's network (:func:`yolo_cli.model.build_model`),
     not a converted one's graph (imported, or trained here from an imported one)."""
     return "darknet" not in meta.extra
@@ -133,7 +133,7 @@ def lineage(source: ModelMeta | None) -> dict:
     """What a model trained from ``source`` records of its graph's origin in its metadata's
     ``extra``: the Darknet files of a converted ``source`` (so that a run from it, or from a
     model trained from it, rebuilds that graph)."""
-    return {} if source is None or _is_own(source) else {"darknet": source.extra["darknet"]}
+    return {} if source is None or is_own(source) else {"darknet": source.extra["darknet"]}
 
 
 def build_network(cfg, meta: ModelMeta, source=None, source_meta: ModelMeta | None = None):
@@ -143,12 +143,12 @@ def build_network(cfg, meta: ModelMeta, source=None, source_meta: ModelMeta | No
     weight shapes agree starts from its weights. A converted ``source`` (a Darknet model) keeps
     its whole graph — backbone and neck — with new heads for ``meta``'s classes and anchors
     (:func:`yolo_cli.model.new_heads`: they start from its heads' box and p_c weights, and its
-    class weights for the classes it shares with ``meta``). The first ``cfg.freeze`` blocks are frozen
-    (:func:`yolo_cli.model.freeze_blocks`), BatchNorm with them.
+    class weights for the classes it shares with ``meta``). The first ``cfg.freeze`` blocks
+    are frozen (:func:`yolo_cli.model.freeze_blocks`), BatchNorm with them.
     """
     from yolo_cli.model import build_model, freeze_blocks, new_heads
 
-    if source is not None and source_meta is not None and not _is_own(source_meta):
+    if source is not None and source_meta is not None and not is_own(source_meta):
         model = new_heads(source, source_meta, meta, source_classes(meta.names, source_meta))
         copied = sum(1 for layer in model.layers if layer.weights) - len(meta.heads)
     else:
