@@ -169,7 +169,13 @@ def test_hooks_report_the_run_and_the_result_is_typed(scenes64, tmp_path):
     recorder = Recorder()
     # one anchor on the course's one grid: objects compete for slots, so collisions happen
     cfg = tiny_config(
-        scenes64, tmp_path / "run", num_anchors=1, heads=1, assign="best", loss="course"
+        scenes64,
+        tmp_path / "run",
+        num_anchors=1,
+        heads=1,
+        assign="best",
+        loss="course",
+        close_mosaic=1,
     )
     before = asdict(cfg)
     result = train(cfg, recorder.hooks())
@@ -189,6 +195,7 @@ def test_hooks_report_the_run_and_the_result_is_typed(scenes64, tmp_path):
     assert result.dropped_boxes == collision_count(train_set, meta.heads, meta.img_size, 3)
     notices = [n[0] for n in recorder.of("on_notice")]
     assert any(n.startswith("anchors (k-means on") for n in notices)
+    assert "epoch 2 of 2: mosaics off for the rest of the run (--close-mosaic 1)" in notices
     if result.dropped_boxes[0]:
         assert any(n.startswith(f"targets drop {result.dropped_boxes[0]} of") for n in notices)
 
@@ -451,6 +458,53 @@ def test_budget_paces_by_the_epochs_after_the_first():
     assert budget.plan(2, now=90.0) == 2 + 510 // 30
     resumed = Budget(minutes=1, started=100.0, epochs_at_start=5)
     assert resumed.plan(6, now=120.0) == 6 + 40 // 20
+
+
+def test_mosaics_stop_once_within_the_last_epochs_of_a_moving_plan():
+    from yolo_cli.train.recipe import mosaics_stop
+
+    # a budget's plan after each epoch: it shrinks past the cut, then grows again
+    plans = [320, 318, 312, 312, 309, 315, 330, 330]
+    stop, stops = None, []
+    for done, planned in enumerate(plans, start=300):
+        stop = mosaics_stop(stop, done, planned, close=10)
+        stops.append(stop)
+    assert stops == [None, None, 302, 302, 302, 302, 302, 302]
+    assert mosaics_stop(None, 0, 2, close=10) == 0  # a run shorter than close: none at all
+    assert mosaics_stop(None, 99, 100, close=0) is None
+
+
+def test_the_training_stream_restarts_without_mosaics_where_they_stop(scenes64):
+    from yolo_cli.train import TrainHooks, build_trainer, recipe
+
+    cfg = small_config(scenes64, None, mosaic=1.0)
+    trainer = build_trainer(cfg, TrainHooks())
+
+    def first_images(stream):
+        return next(stream)[0].numpy()
+
+    def direct(mosaic_until):
+        ds = recipe.batches(
+            trainer.train_set,
+            trainer.meta,
+            cfg,
+            augment=True,
+            params=trainer.augmentation,
+            epoch=1,
+            epochs=2,
+            batches_per_epoch=trainer.steps_per_epoch(),
+            drop_remainder=True,
+            mosaic_until=mosaic_until,
+        )
+        return next(iter(ds))[0].numpy()
+
+    with_mosaics = trainer.batches(0, 0, 3)
+    first_images(with_mosaics)
+    assert trainer.batches(1, 0, 3) is with_mosaics  # one stream serves the epochs
+    without = trainer.batches(1, 0, 3, mosaic_until=1)
+    assert without is not with_mosaics
+    np.testing.assert_array_equal(first_images(without), direct(1))
+    assert not np.array_equal(direct(1), direct(None))
 
 
 def test_wall_clock_budget_sets_the_epoch_count(scenes64, tmp_path):

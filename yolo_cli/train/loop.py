@@ -263,6 +263,7 @@ class Trainer:
         self._val_step = _make_val_step(model, loss_fn)
         self._stream: Iterator | None = None
         self._stream_end = 0
+        self._stream_mosaic_until: int | None = None
         self._detector = None
 
     @property
@@ -282,14 +283,22 @@ class Trainer:
             steps = min(steps, self.cfg.max_steps)
         return max(1, steps)
 
-    def batches(self, epoch: int, step: int, epochs: int) -> Iterator:
-        """The distributed training stream positioned at step ``step`` of ``epoch``.
+    def batches(
+        self, epoch: int, step: int, epochs: int, mosaic_until: int | None = None
+    ) -> Iterator:
+        """The distributed training stream positioned at step ``step`` of ``epoch``, with
+        mosaics in the epochs before ``mosaic_until`` (every epoch when ``None``).
 
         One stream serves the run's remaining epochs (a fresh pipeline per epoch left threads
         that halved the step rate); it is rebuilt only when the run outgrows it (a budget
-        that allows more epochs).
+        that allows more epochs) or its mosaics stop.
         """
-        if self._stream is None or epoch >= self._stream_end:
+        if (
+            self._stream is None
+            or epoch >= self._stream_end
+            or mosaic_until != self._stream_mosaic_until
+        ):
+            self._stream = None  # the old pipeline's threads go before the new one starts
             ds = recipe.batches(
                 self.train_set,
                 self.meta,
@@ -300,10 +309,10 @@ class Trainer:
                 epochs=epochs - epoch,
                 batches_per_epoch=self.steps_per_epoch(),
                 drop_remainder=True,
-                planned=epochs,
+                mosaic_until=mosaic_until,
             )
             self._stream = iter(self.strategy.experimental_distribute_dataset(ds.skip(step)))
-            self._stream_end = epochs
+            self._stream_end, self._stream_mosaic_until = epochs, mosaic_until
         return self._stream
 
     def step(self, images, targets, lr: float) -> tuple[float, dict[str, float]]:
@@ -715,6 +724,20 @@ class _Loop:
         self.seconds_before = state.seconds
         self.started = time.monotonic()
         self.saved = True  # the state on disk (or none yet) is the state in memory
+        self.mosaics_stop: int | None = None
+
+    def mosaic_until(self) -> int | None:
+        """The epoch from which this session trains without mosaics (``None``: not yet), with a
+        notice when they stop (:func:`recipe.mosaics_stop`)."""
+        s, cfg = self.state, self.trainer.cfg
+        stop = recipe.mosaics_stop(self.mosaics_stop, s.epochs_done, s.epochs, cfg.close_mosaic)
+        if self.mosaics_stop is None and stop is not None and cfg.augment and cfg.mosaic:
+            self.hooks.on_notice(
+                f"epoch {stop + 1} of {s.epochs}: mosaics off for the rest of the run "
+                f"(--close-mosaic {cfg.close_mosaic})"
+            )
+        self.mosaics_stop = stop
+        return stop
 
     def stopping(self) -> bool:
         return self.signals.signum is not None
@@ -761,7 +784,7 @@ class _Loop:
         if s.step >= steps:
             return None
         self.hooks.on_epoch_start(s.epochs_done + 1, s.epochs, steps, s.step)
-        batches = trainer.batches(s.epochs_done, s.step, s.epochs)
+        batches = trainer.batches(s.epochs_done, s.step, s.epochs, self.mosaic_until())
         while s.step < steps and not self.stopping():
             batch = next(batches, None)
             if batch is None:  # unreadable images were skipped: the stream ran short

@@ -223,13 +223,13 @@ def batches(
     epochs: int = 1,
     batches_per_epoch: int | None = None,
     drop_remainder: bool = False,
-    planned: int | None = None,
+    mosaic_until: int | None = None,
 ):
     """Epochs ``epoch … epoch + epochs − 1`` of ``dataset`` as one ``tf.data.Dataset`` of
     ``(images (B, S, S, 3) float32, {"grids": one per head, "boxes"})`` batches of ``cfg.batch``
     (:func:`yolo_cli.data.pipeline.make_dataset`, targets by ``cfg.assign``); an epoch's order
-    and augmentation depend only on ``(cfg.seed, epoch)``. Mosaics stop ``cfg.close_mosaic``
-    epochs before the ``planned`` epoch count."""
+    and augmentation depend only on ``(cfg.seed, epoch)``. Epochs from ``mosaic_until`` on
+    (when given) make no mosaics."""
     from yolo_cli.data.pipeline import make_dataset
 
     return make_dataset(
@@ -246,8 +246,18 @@ def batches(
         epochs=epochs,
         batches_per_epoch=batches_per_epoch,
         rule=cfg.assign,
-        mosaic_until_epoch=None if planned is None else planned - cfg.close_mosaic,
+        mosaic_until_epoch=mosaic_until,
     )
+
+
+def mosaics_stop(stopped: int | None, epochs_done: int, planned: int, close: int) -> int | None:
+    """The epoch from which a session trains without mosaics: ``stopped`` once set, else the
+    first epoch to begin within the last ``close`` of the ``planned`` epochs (``None``: not
+    yet; never when ``close`` is 0). A ``--minutes`` plan moves with the pace after every epoch;
+    the decision does not, so the mosaics neither come back nor wait for a receding end."""
+    if stopped is None and close and epochs_done >= planned - close:
+        return epochs_done
+    return stopped
 
 
 def dropped_boxes(train_set, meta: ModelMeta, cfg) -> tuple[int, int]:
