@@ -6,9 +6,9 @@
 
 What it does, in this one process:
 1. ``yolo_cli.train.train`` on the dataset's train split with its val split for model selection
-   (``best.keras`` is the epoch of best val mAP@0.5), ``yolo train --minutes``: after every
-   epoch the pace so far sets how many epochs fit the budget and the learning-rate schedule
-   follows. ``--set FIELD=VALUE`` sets any :class:`~yolo_cli.train.TrainConfig` field (the
+   (``best.keras`` is the epoch of best val fitness, 0.1·mAP@0.5 + 0.9·mAP@[.5:.95]),
+   ``yolo train --minutes``: after every epoch the pace so far sets how many epochs fit the
+   budget and the learning-rate schedule follows. ``--set FIELD=VALUE`` sets any :class:`~yolo_cli.train.TrainConfig` field (the
    ablations); unset fields are ``yolo train``'s defaults.
 2. ``yolo_cli.evaluate.run_eval`` of ``best.keras`` on the test split at conf 0.001, as ``yolo
    eval``: AP@0.5 per class, mAP@0.5 and COCO mAP@[.5:.95].
@@ -287,7 +287,8 @@ def benchmark(args) -> None:
     print("| --- | ---: | ---: |")
     ref = reference or {}
     print(f"| epochs | {result.epochs_done} | {ref.get('epochs', '–')} |")
-    print(f"| best val mAP@0.5 (epoch) | {cell(result.best_map50)} ({result.best_epoch}) | – |")
+    best = f"{cell(result.best_map50)} / {cell(result.best_map)} ({result.best_epoch})"
+    print(f"| best.keras: val mAP@0.5 / mAP@[.5:.95] (epoch) | {best} | – |")
     print(f"| images seen (steps × batch) | {images} | – |")
     print(f"| training wall time, train() | {train_seconds:.0f} s | {ref.get('seconds', '–')} |")
     rate = images / train_seconds

@@ -186,8 +186,11 @@ def test_hooks_report_the_run_and_the_result_is_typed(scenes64, tmp_path):
     assert [s[:2] for s in recorder.of("on_step")] == [(1, 2), (2, 2)] * 2
     rows = [r for r, _ in recorder.of("on_epoch_end")]
     assert [r["epoch"] for r in rows] == [1, 2]
-    assert result.best_map50 == max(r["val_map50"] for r in rows)
-    assert rows[result.best_epoch - 1]["val_map50"] == result.best_map50
+    scores = [0.1 * r["val_map50"] + 0.9 * r["val_map"] for r in rows]
+    assert result.best_epoch == 1 + scores.index(max(scores))
+    best = rows[result.best_epoch - 1]
+    assert (result.best_map50, result.best_map) == (best["val_map50"], best["val_map"])
+    assert all(0 <= r["val_map"] <= r["val_map50"] <= 1 for r in rows)
     # the collisions the targets drop are counted and said
     meta = read_meta(tmp_path / "run" / "last.keras")
     assert meta.conf is None  # the course's loss detects at the course's threshold
@@ -460,6 +463,26 @@ def test_budget_paces_by_the_epochs_after_the_first():
     assert resumed.plan(6, now=120.0) == 6 + 40 // 20
 
 
+def test_fitness_weighs_the_strict_map_as_yolov8_does(tmp_path):
+    from yolo_cli.train.logs import write_history
+    from yolo_cli.train.recipe import fitness
+
+    loose = {"epoch": 1, "val_map50": 0.80, "val_map": 0.22}
+    tight = {"epoch": 2, "val_map50": 0.78, "val_map": 0.29}
+    assert fitness(tight) > fitness(loose)
+    assert fitness(loose) == pytest.approx(0.1 * 0.80 + 0.9 * 0.22)
+    # a row from a run that recorded only mAP@0.5 has no fitness: the next epoch takes over
+    assert math.isnan(fitness({"val_map50": 0.9}))
+    old = {"epoch": 1, "lr": 1e-3, "train_loss": 1.0, "val_loss": 1.0, "val_map50": 0.5}
+    write_history(tmp_path, [old, {**old, "epoch": 2, "val_map": 0.25}], parts=())
+    lines = (tmp_path / "history.csv").read_text().splitlines()
+    assert lines == [
+        "epoch,lr,train_loss,val_loss,val_map50,val_map",
+        "1,0.001,1,1,0.5,nan",
+        "2,0.001,1,1,0.5,0.25",
+    ]
+
+
 def test_mosaics_stop_once_within_the_last_epochs_of_a_moving_plan():
     from yolo_cli.train.recipe import mosaics_stop
 
@@ -550,12 +573,12 @@ def test_patience_stops_a_run_that_does_not_improve(scenes64, tmp_path):
     from yolo_cli.modelfile import read_meta
     from yolo_cli.train import Outcome, train
 
-    # a learning rate this small leaves val mAP@0.5 almost still: it stops improving soon
+    # a learning rate this small leaves the val mAPs almost still: it stops improving soon
     cfg = tiny_config(scenes64, tmp_path / "run", epochs=12, lr=1e-9, patience=1, max_steps=1)
     result = train(cfg)
     assert result.outcome is Outcome.EARLY_STOPPED, result
     assert result.epochs_done - result.best_epoch == 1 and result.epochs_done < 12
-    assert "no val mAP@0.5 gain for 1 epochs" in result.detail
+    assert "no val fitness gain for 1 epochs; best val mAP@0.5" in result.detail
     meta = read_meta(tmp_path / "run" / "best.keras")
     assert meta.extra["config"]["patience"] == 1
     assert meta.detect_conf == DEFAULTS.iou_conf  # the IoU-aware loss: p_c estimates IoU
@@ -605,13 +628,23 @@ def test_tensorboard_events(scenes64, tmp_path):
         for value in event.summary.value:
             plugin = value.metadata.plugin_data.plugin_name
             seen.setdefault(value.tag, []).append((event.step, plugin, value.tensor))
-    for tag in ("train/loss", "train/lr", "train/coord", "train/cls", "val/loss", "val/mAP50"):
+    tags = (
+        "train/loss",
+        "train/lr",
+        "train/coord",
+        "train/cls",
+        "val/loss",
+        "val/mAP50",
+        "val/mAP",
+    )
+    for tag in tags:
         assert [(s, p) for s, p, _ in seen[tag]] == [(1, "scalars"), (2, "scalars")], tag
     assert [s for s, _, _ in seen["train/loss_step"]] == [1, 2, 3, 4]
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
-    map50 = [float(line.split(",")[-1]) for line in history[1:]]
-    logged = [tf.make_ndarray(t) for _, _, t in seen["val/mAP50"]]
-    np.testing.assert_allclose(logged, map50, rtol=1e-5)
+    for column, tag in ((-2, "val/mAP50"), (-1, "val/mAP")):
+        written = [float(line.split(",")[column]) for line in history[1:]]
+        logged = [tf.make_ndarray(t) for _, _, t in seen[tag]]
+        np.testing.assert_allclose(logged, written, rtol=1e-5)
     images = seen["val/images/0"]
     assert [(s, p) for s, p, _ in images] == [(1, "images"), (2, "images")]
     width, height, png = tf.make_ndarray(images[0][2])

@@ -790,8 +790,8 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
 )
 @ranged_option(
     "--patience",
-    help="Stop when val mAP@0.5 has not improved for N epochs (0: never); best.keras keeps "
-    "the best.",
+    help="Stop when val fitness (0.1·mAP@0.5 + 0.9·mAP@[.5:.95], YOLOv8's) has not improved "
+    "for N epochs (0: never); best.keras keeps the best.",
 )
 @ranged_option("--max-steps", default=None, help="Cap steps per epoch (quick checks).")
 @ranged_option(
@@ -876,11 +876,13 @@ def _resume_changes(ctx: click.Context, options: dict) -> dict:
 
 
 def _train_summary(result) -> str:
-    """``finished: 30/30 epochs; best val mAP@0.5 0.612 (epoch 27); weights in runs/train/exp``."""
+    """``finished: 30/30 epochs; best val mAP@0.5 0.612, mAP@[.5:.95] 0.301 (epoch 27); weights
+    in runs/train/exp``."""
     if result.best_map50 is None:
         best = "no val mAP (no val split)"
     else:
-        best = f"best val mAP@0.5 {result.best_map50:.3f} (epoch {result.best_epoch})"
+        best = f"best val mAP@0.5 {result.best_map50:.3f}, mAP@[.5:.95] {result.best_map:.3f}"
+        best += f" (epoch {result.best_epoch})"
     saved = (result.run_dir / "last.keras").exists()
     where = f"weights in {result.run_dir}" if saved else "nothing saved"
     done = f"{result.epochs_done}/{result.epochs} epochs"
@@ -929,7 +931,8 @@ class _TrainPrinter:
         self.close()
         click.echo(
             f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.3f}  "
-            f"val loss {row['val_loss']:.3f}  val mAP@0.5 {row['val_map50']:.3f}",
+            f"val loss {row['val_loss']:.3f}  val mAP@0.5 {row['val_map50']:.3f}  "
+            f"mAP@[.5:.95] {row['val_map']:.3f}",
             err=True,
         )
 

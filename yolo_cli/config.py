@@ -48,7 +48,10 @@ class Defaults:
     epochs: int = 30
     lr: float = 1e-3
     width: float = 0.5  # channel multiplier of the backbone (1.0: tiny-YOLO's widths)
-    patience: int = 0  # yolo train: epochs without a val mAP gain before stopping; 0: off
+    patience: int = 0  # yolo train: epochs without a val fitness gain before stopping; 0: off
+    # best.keras: the epoch of the highest w·(mAP@0.5, mAP@[.5:.95]) on val, YOLOv5/v8's
+    # fitness; a few val images make mAP@0.5 alone a noisy pick of loose boxes
+    fitness: tuple[float, float] = (0.1, 0.9)
     freeze: int = 0  # yolo train --weights: leading blocks kept frozen
     device: str = "auto"  # a GPU when there is one (yolo_cli.device)
     strategy: str = "auto"  # mirrored over several GPUs, else none (yolo_cli.device)

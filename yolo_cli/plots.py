@@ -29,15 +29,18 @@ def _save(fig, path: Path, dpi: int) -> None:
 
 
 def plot_history(rows: list[dict], path: Path) -> None:
-    """Loss (train, val) and validation mAP@0.5 per epoch from ``history.csv`` rows."""
+    """Loss (train, val) and validation mAP@0.5 and mAP@[.5:.95] per epoch from
+    ``history.csv`` rows."""
     fig, ax = _figure(2, (9, 3.5))
     epochs = [r["epoch"] for r in rows]
     ax[0].plot(epochs, [r["train_loss"] for r in rows], label="train")
     ax[0].plot(epochs, [r["val_loss"] for r in rows], label="val")
     ax[0].set(xlabel="epoch", ylabel="loss per image", title="loss")
     ax[0].legend()
-    ax[1].plot(epochs, [r["val_map50"] for r in rows], color="tab:green")
-    ax[1].set(xlabel="epoch", ylabel="mAP@0.5", title="validation mAP@0.5", ylim=(0, 1))
+    ax[1].plot(epochs, [r["val_map50"] for r in rows], label="mAP@0.5")
+    ax[1].plot(epochs, [r.get("val_map", float("nan")) for r in rows], label="mAP@[.5:.95]")
+    ax[1].set(xlabel="epoch", ylabel="mAP", title="validation mAP", ylim=(0, 1))
+    ax[1].legend()
     _save(fig, path, dpi=80)
 
 

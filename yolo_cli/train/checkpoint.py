@@ -41,7 +41,8 @@ class RunState:
     whole epochs trained and validated. step: training steps done in the next epoch (0 at an
     epoch boundary; the epoch's step count when only its validation is left). sums: the
     epoch's loss sums over those steps (its mean in the history counts every step once).
-    best_map50 / best_epoch: the best val mAP@0.5 and its epoch (``None`` / 0 before any).
+    best_map50 / best_epoch: the val mAP@0.5 of the epoch of best fitness and that epoch
+    (``None`` / 0 before any; :func:`yolo_cli.train.recipe.fitness`).
     history: one row per epoch (``history.csv``). seconds: training time over every session.
     dropped_boxes: ``[dropped, total]`` training boxes the target encoding drops.
     """

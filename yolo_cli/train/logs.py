@@ -21,7 +21,7 @@ from yolo_cli.plots import plot_history
 
 def history_fields(parts) -> tuple[str, ...]:
     """``history.csv``'s columns for a loss with these parts."""
-    return ("epoch", "lr", "train_loss", *parts, "val_loss", "val_map50")
+    return ("epoch", "lr", "train_loss", *parts, "val_loss", "val_map50", "val_map")
 
 
 def write_history(run_dir: Path, rows: list[dict], parts) -> None:
@@ -29,9 +29,8 @@ def write_history(run_dir: Path, rows: list[dict], parts) -> None:
     columns = history_fields(parts)
     lines = [",".join(columns)]
     for r in rows:
-        lines.append(
-            ",".join(f"{r[k]:.6g}" if isinstance(r[k], float) else str(r[k]) for k in columns)
-        )
+        values = (r.get(k, math.nan) for k in columns)  # val_map: absent from older runs' rows
+        lines.append(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in values))
     write_atomic(run_dir / "history.csv", "\n".join(lines) + "\n")
     plot_history(rows, run_dir / "history.png")
 
@@ -80,7 +79,8 @@ class Board:
             for p in parts:
                 _scalar(f"train/{p}", row[p], epoch)
             _scalar("train/lr", row["lr"], epoch)
-            for key, tag in (("val_loss", "val/loss"), ("val_map50", "val/mAP50")):
+            tags = (("val_loss", "val/loss"), ("val_map50", "val/mAP50"), ("val_map", "val/mAP"))
+            for key, tag in tags:
                 if math.isfinite(row[key]):
                     _scalar(tag, row[key], epoch)
             for i, (name, image) in enumerate(images):

@@ -95,7 +95,8 @@ class TrainHooks:
 @dataclass
 class TrainResult:
     """What a run did. epochs: the planned count; step: steps done into the next epoch (0 at
-    an epoch boundary); best_map50: ``None`` without validation; dropped_boxes: ``(dropped,
+    an epoch boundary); best_map50, best_map: val mAP@0.5 and mAP@[.5:.95] of the epoch of
+    best fitness (:func:`recipe.fitness`), ``None`` without validation; dropped_boxes: ``(dropped,
     total)`` training boxes the targets cannot hold; skipped: images skipped as unreadable;
     detail: one line saying why the run stopped, empty when it finished."""
 
@@ -105,6 +106,7 @@ class TrainResult:
     epochs: int
     step: int = 0
     best_map50: float | None = None
+    best_map: float | None = None
     best_epoch: int = 0
     dropped_boxes: tuple[int, int] = (0, 0)
     skipped: int = 0
@@ -224,11 +226,12 @@ def _make_val_step(model, loss_fn):
 
 @dataclass
 class Validation:
-    """One validation pass: loss per image, mAP@0.5 (NaN without images), and a few images
-    with their predictions drawn (for TensorBoard)."""
+    """One validation pass: loss per image, mAP@0.5 and mAP@[.5:.95] (NaN without images), and
+    a few images with their predictions drawn (for TensorBoard)."""
 
     loss: float
     map50: float
+    map: float
     images: list[tuple[str, np.ndarray]]
 
 
@@ -331,8 +334,8 @@ class Trainer:
         return self.average.applied() if self.average is not None else nullcontext()
 
     def validate(self, stopping: Callable[[], bool]) -> Validation | None:
-        """Validation loss per image and mAP@0.5 (COCO-style AP, detections at the eval
-        threshold) of the deployed weights (:meth:`deployed`); ``None`` when ``stopping()``
+        """Validation loss per image, mAP@0.5 and mAP@[.5:.95] (COCO-style AP, detections at the
+        eval threshold) of the deployed weights (:meth:`deployed`); ``None`` when ``stopping()``
         turned true on the way. Unreadable images are skipped (reported through ``skip``)."""
         with self.deployed():
             return self._validate(stopping)
@@ -340,10 +343,10 @@ class Trainer:
     def _validate(self, stopping: Callable[[], bool]) -> Validation | None:
         from yolo_cli.data.image import read_image
         from yolo_cli.inference import Detector, Thresholds
-        from yolo_cli.metrics import evaluate
+        from yolo_cli.metrics import COCO_IOU_THRESHOLDS, evaluate
 
         if len(self.val_set) == 0:
-            return Validation(float("nan"), float("nan"), [])
+            return Validation(float("nan"), float("nan"), float("nan"), [])
         total, count = 0.0, 0
         for images, targets in recipe.batches(self.val_set, self.meta, self.cfg, augment=False):
             if stopping():
@@ -377,13 +380,13 @@ class Trainer:
         if stopping():
             return None
         result = evaluate(
-            truth, detections, self.meta.num_classes, iou_thresholds=(DEFAULTS.eval_iou,)
+            truth, detections, self.meta.num_classes, iou_thresholds=COCO_IOU_THRESHOLDS
         )
         drawn = [
             (name, _drawn(image, det, self.meta.names))
             for (name, image), det in zip(shown, detections)
         ]
-        return Validation(total / max(count, 1), float(result.map), drawn)
+        return Validation(total / max(count, 1), result.map, result.map_all, drawn)
 
     def save_best(self, run_dir: Path) -> None:
         from yolo_cli.modelfile import save_model
@@ -706,6 +709,9 @@ def _result(run_dir, state: RunState, outcome, skips: _Skips, detail: str) -> Tr
         epochs=state.epochs,
         step=state.step,
         best_map50=state.best_map50,
+        best_map=state.history[state.best_epoch - 1].get("val_map", math.nan)
+        if state.best_epoch
+        else None,
         best_epoch=state.best_epoch,
         dropped_boxes=tuple(state.dropped_boxes),
         skipped=len(skips.files),
@@ -759,8 +765,8 @@ class _Loop:
                 return Outcome.FINISHED, ""
             if cfg.patience and s.best_epoch and s.epochs_done - s.best_epoch >= cfg.patience:
                 return Outcome.EARLY_STOPPED, (
-                    f"no val mAP@0.5 gain for {s.epochs_done - s.best_epoch} epochs; "
-                    f"best {s.best_map50:.3f} at epoch {s.best_epoch}"
+                    f"no val fitness gain for {s.epochs_done - s.best_epoch} epochs; "
+                    f"best {recipe.describe_best(s.history[s.best_epoch - 1])}"
                 )
             bad = self.train_epoch()
             if bad:
@@ -813,12 +819,13 @@ class _Loop:
             **{p: s.sums.get(p, 0.0) / n for p in recipe.LOSS_PARTS},
             "val_loss": validation.loss,
             "val_map50": validation.map50,
+            "val_map": validation.map,
         }
         # without a val mAP to go by, best.keras follows the latest epoch
-        improved = not math.isfinite(validation.map50) and s.best_map50 is None
-        if math.isfinite(validation.map50) and (
-            s.best_map50 is None or validation.map50 > s.best_map50
-        ):
+        score = recipe.fitness(row)
+        improved = not math.isfinite(score) and s.best_map50 is None
+        best = recipe.fitness(s.history[s.best_epoch - 1]) if s.best_epoch else math.nan
+        if math.isfinite(score) and not score <= best:
             s.best_map50, s.best_epoch, improved = validation.map50, row["epoch"], True
         s.history.append(row)
         s.epochs_done, s.step, s.sums, self.saved = s.epochs_done + 1, 0, {}, False

@@ -250,6 +250,22 @@ def batches(
     )
 
 
+def fitness(row: dict) -> float:
+    """An epoch's score for ``best.keras`` and ``--patience``: ``DEFAULTS.fitness`` weights on
+    its history row's val mAP@0.5 and mAP@[.5:.95] (NaN without them: a row of a run from
+    before mAP@[.5:.95] was recorded, or a run without a val split)."""
+    w50, w = DEFAULTS.fitness
+    return w50 * row.get("val_map50", math.nan) + w * row.get("val_map", math.nan)
+
+
+def describe_best(row: dict) -> str:
+    """``val mAP@0.5 0.612, mAP@[.5:.95] 0.301 (epoch 27)`` for a history row."""
+    return (
+        f"val mAP@0.5 {row['val_map50']:.3f}, mAP@[.5:.95] {row.get('val_map', math.nan):.3f} "
+        f"(epoch {row['epoch']})"
+    )
+
+
 def mosaics_stop(stopped: int | None, epochs_done: int, planned: int, close: int) -> int | None:
     """The epoch from which a session trains without mosaics: ``stopped`` once set, else the
     first epoch to begin within the last ``close`` of the ``planned`` epochs (``None``: not
