@@ -191,6 +191,11 @@ def cell(x: float) -> str:
     return f"{x:.3f}" if isinstance(x, float) and math.isfinite(x) else "–"
 
 
+def unit(reference: dict, key: str, name: str) -> str:
+    """``1806 s`` for a figure of the reference, ``–`` where it has none."""
+    return f"{reference[key]} {name}" if key in reference else "–"
+
+
 def print_comparison(report, reference: dict | None) -> None:
     """Ours next to the reference: AP@0.5 per class, mAP@0.5 and mAP@[.5:.95] (test split)."""
     at_iou = report.at_iou
@@ -290,7 +295,7 @@ def benchmark(args) -> None:
     best = f"{cell(result.best_map50)} / {cell(result.best_map)} ({result.best_epoch})"
     print(f"| best.keras: val mAP@0.5 / mAP@[.5:.95] (epoch) | {best} | – |")
     print(f"| images seen (steps × batch) | {images} | – |")
-    print(f"| training wall time, train() | {train_seconds:.0f} s | {ref.get('seconds', '–')} |")
+    print(f"| training wall time, train() | {train_seconds:.0f} s | {unit(ref, 'seconds', 's')} |")
     rate = images / train_seconds
     print(f"| training images/s over train() (validation, checkpoints included) | {rate:.1f} | "
           f"{ref.get('images_per_s', '–')} |")  # fmt: skip
@@ -300,7 +305,7 @@ def benchmark(args) -> None:
     print(f"| training images/s over the steps alone | {steps_rate} | – |")
     verdict = "meets" if peak_kib <= MEMORY_GOAL_GIB * 2**20 else "misses"
     print(f"| peak resident memory (training + evaluation) | {peak_kib / 1024:.0f} MiB, {verdict} "
-          f"the {MEMORY_GOAL_GIB:g} GiB goal | {ref.get('peak_mib', '–')} MiB |")  # fmt: skip
+          f"the {MEMORY_GOAL_GIB:g} GiB goal | {unit(ref, 'peak_mib', 'MiB')} |")  # fmt: skip
     if diagnosis is not None:
         if not diagnosis.rows or diagnosis.rows[-1][0] != result.epochs_done:
             diagnosis.record(result.epochs_done)

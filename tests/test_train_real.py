@@ -54,6 +54,8 @@ def test_tiny_budget_report_matches_the_run_files(tmp_path):
     assert cells(text, "AP@0.5 raccoon")[2] == "0.500"
     epochs = cells(text, "epochs")
     assert int(epochs[1]) == len(history) >= 1 and epochs[2] == "7"
+    assert cells(text, "training wall time, train()")[2] == "100 s"
+    assert cells(text, "peak resident memory (training + evaluation)")[2] == "999 MiB"
     assert cells(text, "images seen (steps × batch)")[1] == str(len(history) * 3 * 8)
     assert "--max-steps 3" in text and "--img-size 128" in text
     # the diagnosis: one row per epoch (every 1) and the augmentation's view
