@@ -218,14 +218,22 @@ def test_list_file_of_paths_and_urls(tmp_path, model_file, server, monkeypatch):
     assert result.stderr.splitlines()[-1].startswith("3 images, 2 skipped; 3 car;")
 
 
-def test_ctrl_c_keeps_a_valid_video_labels_and_json(tmp_path, model_file, server):
-    """SIGINT to the real command while it reads an endless MJPEG stream."""
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["shell", "script_bg"])
+def test_ctrl_c_keeps_a_valid_video_labels_and_json(tmp_path, model_file, server, inherited):
+    """SIGINT to the real command while it reads an endless MJPEG stream, also when it started
+    with SIGINT ignored, as a script's background job does (``yolo detect … &``, nohup)."""
     out, coco = tmp_path / "out", tmp_path / "found.json"
     yolo = Path(sys.executable).with_name("yolo")
     command = [yolo, "detect", f"{server}/endless", "--model", model_file, "--save-txt"]
     command += ["--save-json", coco, "--out", out]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, inherited),
+    )
     try:
         deadline = time.monotonic() + 240
         while len(list(out.glob("labels/*.txt"))) < 5:

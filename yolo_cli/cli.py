@@ -1209,11 +1209,13 @@ def main() -> None:
     """The console scripts ``yolo`` and ``yolo-cli``; click names the program as it was run.
 
     While a command runs, SIGTERM exits with status 143 and Ctrl-C with 130, through Python's
-    cleanup (pending atomic writes are discarded); training replaces the handlers with its own
+    cleanup (pending atomic writes are discarded), also where SIGINT came in ignored (a
+    script's background job), as training's handlers do; training replaces these with its own
     while it trains. Once the command is over both are ignored: the interpreter and
     TensorFlow take about a second to shut down, with the default handlers back, and a signal
     then would kill a process whose work is done and saved."""
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         cli()
     except KeyboardInterrupt:  # one that landed after the command, while click exits
