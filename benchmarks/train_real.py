@@ -8,8 +8,9 @@ What it does, in this one process:
 1. ``yolo_cli.train.train`` on the dataset's train split with its val split for model selection
    (``best.keras`` is the epoch of best val fitness, 0.1·mAP@0.5 + 0.9·mAP@[.5:.95]),
    ``yolo train --minutes``: after every epoch the pace so far sets how many epochs fit the
-   budget and the learning-rate schedule follows. ``--set FIELD=VALUE`` sets any :class:`~yolo_cli.train.TrainConfig` field (the
-   ablations); unset fields are ``yolo train``'s defaults.
+   budget and the learning-rate schedule follows. ``--set FIELD=VALUE`` sets any
+   :class:`~yolo_cli.train.TrainConfig` field (the ablations); unset fields are ``yolo
+   train``'s defaults.
 2. ``yolo_cli.evaluate.run_eval`` of ``best.keras`` on the test split at conf 0.001, as ``yolo
    eval``: AP@0.5 per class, mAP@0.5 and COCO mAP@[.5:.95].
 3. With ``--diagnose N``: every N epochs (and at the end), what the network does at the slots

@@ -881,8 +881,9 @@ def _train_summary(result) -> str:
     if result.best_map50 is None:
         best = "no val mAP (no val split)"
     else:
-        best = f"best val mAP@0.5 {result.best_map50:.3f}, mAP@[.5:.95] {result.best_map:.3f}"
-        best += f" (epoch {result.best_epoch})"
+        from yolo_cli.train.recipe import describe_best
+
+        best = f"best {describe_best(result.best_map50, result.best_map, result.best_epoch)}"
     saved = (result.run_dir / "last.keras").exists()
     where = f"weights in {result.run_dir}" if saved else "nothing saved"
     done = f"{result.epochs_done}/{result.epochs} epochs"

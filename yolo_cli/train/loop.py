@@ -700,6 +700,11 @@ def _session(
     return _result(run_dir, loop.state, outcome, skips, detail)
 
 
+def _best_map(state: RunState) -> float:
+    """Val mAP@[.5:.95] of the best epoch (NaN for a row from before it was recorded)."""
+    return state.history[state.best_epoch - 1].get("val_map", math.nan)
+
+
 def _result(run_dir, state: RunState, outcome, skips: _Skips, detail: str) -> TrainResult:
     skips.flush()
     return TrainResult(
@@ -709,9 +714,7 @@ def _result(run_dir, state: RunState, outcome, skips: _Skips, detail: str) -> Tr
         epochs=state.epochs,
         step=state.step,
         best_map50=state.best_map50,
-        best_map=state.history[state.best_epoch - 1].get("val_map", math.nan)
-        if state.best_epoch
-        else None,
+        best_map=_best_map(state) if state.best_epoch else None,
         best_epoch=state.best_epoch,
         dropped_boxes=tuple(state.dropped_boxes),
         skipped=len(skips.files),
@@ -766,7 +769,7 @@ class _Loop:
             if cfg.patience and s.best_epoch and s.epochs_done - s.best_epoch >= cfg.patience:
                 return Outcome.EARLY_STOPPED, (
                     f"no val fitness gain for {s.epochs_done - s.best_epoch} epochs; "
-                    f"best {recipe.describe_best(s.history[s.best_epoch - 1])}"
+                    f"best {recipe.describe_best(s.best_map50, _best_map(s), s.best_epoch)}"
                 )
             bad = self.train_epoch()
             if bad:

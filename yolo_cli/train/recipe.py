@@ -258,12 +258,9 @@ def fitness(row: dict) -> float:
     return w50 * row.get("val_map50", math.nan) + w * row.get("val_map", math.nan)
 
 
-def describe_best(row: dict) -> str:
-    """``val mAP@0.5 0.612, mAP@[.5:.95] 0.301 (epoch 27)`` for a history row."""
-    return (
-        f"val mAP@0.5 {row['val_map50']:.3f}, mAP@[.5:.95] {row.get('val_map', math.nan):.3f} "
-        f"(epoch {row['epoch']})"
-    )
+def describe_best(map50: float, map_all: float, epoch: int) -> str:
+    """``val mAP@0.5 0.612, mAP@[.5:.95] 0.301 (epoch 27)``: the epoch of best fitness."""
+    return f"val mAP@0.5 {map50:.3f}, mAP@[.5:.95] {map_all:.3f} (epoch {epoch})"
 
 
 def mosaics_stop(stopped: int | None, epochs_done: int, planned: int, close: int) -> int | None:
