@@ -66,7 +66,7 @@ class Defaults:
     ema: bool = True  # validate and save a moving average of the weights (YOLOv5's ModelEMA)
     spp: bool = False  # pool the stride-32 features at 5, 9, 13 cells (YOLOv5's SPPF)
     ema_decay: float = 0.9999
-    ema_tau: float = 2000.0  # steps over which the average's decay ramps up to ema_decay
+    ema_span: float = 0.02  # the average spans this share of the steps so far (≤ 1/(1−decay))
     warmup_epochs: float = 1.0
     synth_classes: tuple[str, ...] = ("pedestrian", "car", "motorcycle")
     synth_scenes: int = 2000  # the default synthetic dataset

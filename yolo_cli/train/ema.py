@@ -1,8 +1,11 @@
 """An exponential moving average of a network's weights (YOLOv5's ``ModelEMA``).
 
 After every optimizer step each average moves toward its weight, ``a ← d·a + (1 − d)·w``, with
-``d = decay · (1 − exp(−steps / tau))``: early in a run ``d`` is small and the average follows
-the weights closely; later it averages over about ``1 / (1 − decay)`` steps. Every weight is
+``d = min(decay, 1 − 1 / (1 + span · steps))``: the average spans about the last ``span`` share
+of the steps so far (``1 / (1 − d)`` steps), up to ``1 / (1 − decay)``. YOLOv5's ramp,
+``decay · (1 − exp(−steps / 2000))``, is sized for COCO: at the end of its 300 epochs (~550k
+steps) it spans 10k steps, about 2 % of them, but over the 1–3k steps of a 30-minute CPU run it
+stays near ``d = 0.7``, an average of three or four steps. Every weight is
 averaged, BatchNorm's moving statistics included. Validation and ``best.keras`` use the
 averages (they are steadier than the weights of any one step); training goes on from the
 weights themselves.
@@ -24,10 +27,10 @@ class WeightAverage:
     scope, after ``optimizer.build`` and before any weights are loaded)."""
 
     def __init__(
-        self, model, optimizer, decay: float = DEFAULTS.ema_decay, tau: float = DEFAULTS.ema_tau
+        self, model, optimizer, decay: float = DEFAULTS.ema_decay, span: float = DEFAULTS.ema_span
     ):
         self.model, self.optimizer = model, optimizer
-        self.decay, self.tau = decay, tau
+        self.decay, self.span = decay, span
         self.averages = [
             optimizer.add_variable(w.shape, dtype=w.dtype, name=f"ema_{i}")
             for i, w in enumerate(model.weights)
@@ -39,7 +42,7 @@ class WeightAverage:
         import tensorflow as tf
 
         steps = tf.cast(self.optimizer.iterations, tf.float32)
-        d = self.decay * (1.0 - tf.exp(-steps / self.tau))
+        d = tf.minimum(self.decay, 1.0 - 1.0 / (1.0 + self.span * steps))
         for a, w in zip(self.averages, self.model.weights):
             a.assign(d * a + (1.0 - d) * tf.cast(w, a.dtype))
 
