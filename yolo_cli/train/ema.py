@@ -5,10 +5,9 @@ After every optimizer step each average moves toward its weight, ``a ← d·a + 
 of the steps so far (``1 / (1 − d)`` steps), up to ``1 / (1 − decay)``. YOLOv5's ramp,
 ``decay · (1 − exp(−steps / 2000))``, is sized for COCO: at the end of its 300 epochs (~550k
 steps) it spans 10k steps, about 2 % of them, but over the 1–3k steps of a 30-minute CPU run it
-stays near ``d = 0.7``, an average of three or four steps. Every weight is
-averaged, BatchNorm's moving statistics included. Validation and ``best.keras`` use the
-averages (they are steadier than the weights of any one step); training goes on from the
-weights themselves.
+stays near ``d = 0.7``, an average of three or four steps. Every weight is averaged, BatchNorm's
+moving statistics included. Validation and ``best.keras`` use the averages (they are steadier
+than the weights of any one step); training goes on from the weights themselves.
 
 The averages are optimizer variables (:meth:`keras.optimizers.Optimizer.add_variable`), so
 ``last.keras`` saves and a resume restores them with the rest of the optimizer state.
