@@ -62,3 +62,17 @@ def test_resume_after_sigint_sigterm_and_sigkill_at_random_moments_is_exact(tmp_
     history = (reference / "history.csv").read_text()
     assert (cut / "history.csv").read_text() == history, context
     assert not leftovers(cut), context
+
+
+def test_a_signal_during_setup_is_not_caught_as_the_failure_of_what_it_interrupted():
+    from yolo_cli.train.loop import Outcome, StopSignals, _SetupStopped
+
+    caught = []
+    with pytest.raises(_SetupStopped), StopSignals() as signals:
+        try:  # as a weights loader does around a file that may not fit
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Exception as e:
+            caught.append(e)
+    assert caught == []
+    assert signals.outcome() is Outcome.TERMINATED

@@ -140,8 +140,10 @@ class Budget:
         return epochs_in_budget(self.minutes, now - self.started, epochs_done, max(pace, 1e-9))
 
 
-class _SetupStopped(Exception):
-    """A stop signal that arrived before training began."""
+class _SetupStopped(BaseException):
+    """A stop signal that arrived before training began; a ``BaseException``, like
+    ``KeyboardInterrupt``, so that no ``except Exception`` on the way (a weights loader's)
+    mistakes it for the failure of what it interrupted."""
 
 
 class StopSignals:
