@@ -1,6 +1,8 @@
 """Test-time augmentation and ensembles: passes, mirrors, weighted boxes fusion, the CLI."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -181,3 +183,19 @@ def test_eval_with_augment_and_an_ensemble(tmp_path, models):
         cli, ["eval", "--data", str(labels), "--predictions", str(labels), "--augment"]
     )
     assert refused.exit_code == 2 and "apply to a model, not to --predictions" in refused.output
+
+
+def test_tensorflow_s_advice_to_programmers_stays_out_of_a_user_s_output(tmp_path, models):
+    """Two resizable models with --augment make six detectors, each tracing its first call:
+    TensorFlow then logs a retracing warning meant for whoever wrote the code. A fresh
+    process, as a user runs it: only the result lines reach stderr."""
+    scenes = [patch_scene(cells) for cells in ([(1, 0)], [(0, 2), (3, 3)])]
+    images = [(f"s{i}.png", im, boxes, [2] * len(boxes)) for i, (im, boxes) in enumerate(scenes)]
+    labels = write_coco(tmp_path / "data", images, {1: "pedestrian", 2: "car", 3: "motorcycle"})
+    ensemble = ["--model", str(models["resizable"])] * 2
+    args = ["eval", "--data", str(labels), *ensemble, "--augment", "--device", "cpu"]
+    command = [sys.executable, "-m", "yolo_cli.cli", *args, "--out", str(tmp_path / "eval")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING" not in done.stderr and "retracing" not in done.stderr, done.stderr
+    assert "12 passes fused (WBF)" in done.stdout

@@ -419,8 +419,8 @@ _NOTICES = _Notices()
 
 def _set_up_output(debug: bool, quiet: bool) -> None:
     """What a command prints besides its results: yolo_cli's debug logs with ``--debug``, the
-    notices unless ``--quiet``; TensorFlow's start-up lines and Python warnings only with
-    ``--debug``."""
+    notices unless ``--quiet``; TensorFlow's start-up lines, its logged warnings (such as
+    tf.function retracing) and Python warnings only with ``--debug``."""
     from yolo_cli.nativelog import filter_tensorflow_import
 
     if debug:
@@ -430,6 +430,7 @@ def _set_up_output(debug: bool, quiet: bool) -> None:
     filter_tensorflow_import()
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("yolo_cli").setLevel(logging.DEBUG if debug else logging.NOTSET)
+    logging.getLogger("tensorflow").setLevel(logging.NOTSET if debug else logging.ERROR)
     for name in _NOTICE_LOGGERS:
         logger = logging.getLogger(name)
         logger.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
