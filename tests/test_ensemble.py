@@ -53,6 +53,19 @@ def test_fusion_averages_overlapping_boxes_of_a_class_weighted_by_score():
     assert fused.classes.tolist() == [1, 1]
 
 
+def test_fusion_takes_one_box_of_each_pass_into_a_cluster():
+    """A pass's duplicate that its NMS let through (IoU 0.48 with its best box) overlaps the
+    fused box (IoU 0.6) once the other pass moved it: counted, it would pull the object's
+    score from 0.9 to 0.63."""
+    one = dets([[0, 0, 10, 10], [3.5, 0, 13.5, 10]], [0.9, 0.1], [1, 1])
+    two = dets([[2, 0, 12, 10]], [0.9], [1])
+    fused = fuse([one, two], iou_threshold=0.5)
+    np.testing.assert_allclose(fused.boxes, [[1, 0, 11, 10]], atol=1e-5)
+    np.testing.assert_allclose(fused.scores, [0.9], atol=1e-6)
+    alone = fuse([dets([[3.5, 0, 13.5, 10]], [0.1], [1]), two], iou_threshold=0.5)
+    np.testing.assert_allclose(alone.scores, [0.5], atol=1e-6)  # another pass's box joins
+
+
 def test_fusion_keeps_classes_apart():
     one = dets([[0, 0, 10, 10]], [0.9], [0])
     two = dets([[0, 0, 10, 10]], [0.8], [2])

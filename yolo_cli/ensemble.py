@@ -24,9 +24,17 @@ own boxes of a class already overlap by at most the NMS IoU, so each is its own 
 Fusion, per class (boxes of different classes never merge): boxes of every pass by
 descending score (ties: pass order, then the pass's own order); each joins the cluster whose
 fused box it overlaps most when that IoU exceeds the NMS IoU, else starts a cluster. A
-cluster's box is the score-weighted mean of its boxes, its score the mean of their scores
-times ``min(n, P) / P`` (``n`` boxes, ``P`` passes). Scores at or below ``conf`` are dropped
-and the ``max_det`` best kept, as a single detector does.
+cluster takes one box of each pass, its best: a later box of a pass already in the cluster
+is dropped. A cluster's box is the score-weighted mean of its boxes, its score the sum of
+their scores over ``P`` passes (their mean times the share of passes that found it). Scores
+at or below ``conf`` are dropped and the ``max_det`` best kept, as a single detector does.
+
+One box per pass, not every box that matches (the paper's rule): a pass's NMS keeps a
+low-scoring box that overlaps its best one by up to the NMS IoU, and once the cluster's box
+has moved towards the other passes' boxes, that duplicate overlaps it by more. Counted in
+the mean, such boxes pulled a found object's score down by a different amount in each image:
+on raccoon's test split, a model fused with its own mirror fell from 0.770 to 0.691
+mAP@0.5 that way, and scores 0.791 with one box per pass.
 """
 
 from __future__ import annotations
@@ -94,8 +102,11 @@ def fuse(
     boxes = np.concatenate([np.zeros((0, 4), np.float32)] + [d.boxes for d in per_pass])
     scores = np.concatenate([np.zeros(0, np.float32)] + [d.scores for d in per_pass])
     classes = np.concatenate([np.zeros(0, np.int32)] + [d.classes for d in per_pass])
+    passes = np.concatenate(
+        [np.zeros(0, np.int64)] + [np.full(len(d), p) for p, d in enumerate(per_pass)]
+    )
     fused = [
-        _fuse_class(boxes[of], scores[of], iou_threshold, n_pass) + (c,)
+        _fuse_class(boxes[of], scores[of], passes[of], iou_threshold, n_pass) + (c,)
         for c in np.unique(classes)
         for of in [np.flatnonzero(classes == c)]
     ]
@@ -111,13 +122,14 @@ def fuse(
 
 
 def _fuse_class(
-    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, n_pass: int
+    boxes: np.ndarray, scores: np.ndarray, passes: np.ndarray, iou_threshold: float, n_pass: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One class's boxes ``(N, 4)`` and scores ``(N,)`` → fused ``(K, 4)`` float32 and ``(K,)``."""
+    """One class's boxes ``(N, 4)``, scores ``(N,)`` and the pass of each ``(N,)`` (of
+    ``n_pass``) → fused ``(K, 4)`` float32 and ``(K,)``."""
     order = np.argsort(-scores, kind="stable")
     weighted = np.zeros((len(order), 4), np.float64)  # Σ score · box per cluster
     total = np.zeros(len(order), np.float64)  # Σ score
-    count = np.zeros(len(order), np.int64)
+    voted = np.zeros((len(order), n_pass), bool)  # which passes have their box in a cluster
     fused = np.zeros((len(order), 4), np.float64)
     k = 0
     for i in order:
@@ -128,14 +140,14 @@ def _fuse_class(
             best = int(np.argmax(overlaps))
             if overlaps[best] > iou_threshold:
                 j = best
+        if voted[j, passes[i]]:
+            continue
         k += j == k
+        voted[j, passes[i]] = True
         weighted[j] += score * box
         total[j] += score
-        count[j] += 1
         fused[j] = weighted[j] / total[j] if total[j] > 0 else box
-    mean = np.divide(total[:k], count[:k])
-    found_by = np.minimum(count[:k], n_pass) / n_pass
-    return fused[:k].astype(np.float32), (mean * found_by).astype(np.float32)
+    return fused[:k].astype(np.float32), (total[:k] / n_pass).astype(np.float32)
 
 
 class MergedDetector:
