@@ -18,8 +18,9 @@ NMS over the pooled boxes (YOLOv5's TTA): the passes see the same object with sl
 different boxes; NMS keeps the best-scoring one and discards the rest, fusion averages them,
 which is what improves localisation (the mAP@[.5:.95] part of the gain). And it lowers the
 score of a box only some passes found (mean score × found-by share), where NMS keeps a
-single pass's false positive at its full score. On one pass it changes nothing: a model's
-own boxes of a class already overlap by at most the NMS IoU, so each is its own cluster.
+single pass's false positive at its full score. On one pass it is greedy NMS: a model's own
+boxes of a class overlap by at most the NMS IoU, so each is its own cluster, except where
+clipping to the image edge made two overlap more (the lower one is dropped).
 
 Fusion, per class (boxes of different classes never merge): boxes of every pass by
 descending score (ties: pass order, then the pass's own order); each joins the cluster whose
