@@ -1,6 +1,7 @@
 """Test-time augmentation and ensembles: passes, mirrors, weighted boxes fusion, the CLI."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -208,7 +209,9 @@ def test_tensorflow_s_advice_to_programmers_stays_out_of_a_user_s_output(tmp_pat
     ensemble = ["--model", str(models["resizable"])] * 2
     args = ["eval", "--data", str(labels), *ensemble, "--augment", "--device", "cpu"]
     command = [sys.executable, "-m", "yolo_cli.cli", *args, "--out", str(tmp_path / "eval")]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    # without the TF_CPP_MIN_LOG_LEVEL=0 that an in-process --debug run leaves in os.environ
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "WARNING" not in done.stderr and "retracing" not in done.stderr, done.stderr
     assert "12 passes fused (WBF)" in done.stdout
