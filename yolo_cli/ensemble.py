@@ -30,7 +30,7 @@ is dropped. A cluster's box is the score-weighted mean of its boxes, its score t
 their scores over ``P`` passes (their mean times the share of passes that found it). Scores
 at or below ``conf`` are dropped and the ``max_det`` best kept, as a single detector does.
 
-One box per pass, not every box that matches (the paper's rule): a pass's NMS keeps a
+One box per pass, not every box that matches as in the paper: a pass's NMS keeps a
 low-scoring box that overlaps its best one by up to the NMS IoU, and once the cluster's box
 has moved towards the other passes' boxes, that duplicate overlaps it by more. Counted in
 the mean, such boxes pulled a found object's score down by a different amount in each image:
