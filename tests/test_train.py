@@ -277,7 +277,7 @@ def test_transfer_and_freeze(scenes64, tmp_path):
                 np.testing.assert_array_equal(w1, w2)
 
 
-@pytest.mark.parametrize("num_anchors", [None, 4])
+@pytest.mark.parametrize("num_anchors", [None, pytest.param(4, marks=pytest.mark.slow)])
 def test_transfer_from_the_coco_model_keeps_its_network_and_what_its_heads_share(
     scenes64, tmp_path, num_anchors
 ):
