@@ -176,10 +176,15 @@ def test_an_ensemble_needs_models_of_the_same_classes(tmp_path, models):
         open_detectors([models["fixed"], other])
 
 
-def test_eval_with_augment_and_an_ensemble(tmp_path, models):
+def two_scenes(folder):
+    """A COCO dataset of two rendered scenes with three cars; returns its labels file."""
     scenes = [patch_scene(cells) for cells in ([(1, 0)], [(0, 2), (3, 3)])]
     images = [(f"s{i}.png", im, boxes, [2] * len(boxes)) for i, (im, boxes) in enumerate(scenes)]
-    labels = write_coco(tmp_path / "data", images, {1: "pedestrian", 2: "car", 3: "motorcycle"})
+    return write_coco(folder, images, {1: "pedestrian", 2: "car", 3: "motorcycle"})
+
+
+def test_eval_with_augment_and_an_ensemble(tmp_path, models):
+    labels = two_scenes(tmp_path / "data")
     out = tmp_path / "eval"
     args = ["eval", "--data", str(labels), "--model", str(models["fixed"]), "--augment"]
     result = CliRunner().invoke(
@@ -203,9 +208,7 @@ def test_tensorflow_s_advice_to_programmers_stays_out_of_a_user_s_output(tmp_pat
     """Two resizable models with --augment make six detectors, each tracing its first call:
     TensorFlow then logs a retracing warning meant for whoever wrote the code. A fresh
     process, as a user runs it: only the result lines reach stderr."""
-    scenes = [patch_scene(cells) for cells in ([(1, 0)], [(0, 2), (3, 3)])]
-    images = [(f"s{i}.png", im, boxes, [2] * len(boxes)) for i, (im, boxes) in enumerate(scenes)]
-    labels = write_coco(tmp_path / "data", images, {1: "pedestrian", 2: "car", 3: "motorcycle"})
+    labels = two_scenes(tmp_path / "data")
     ensemble = ["--model", str(models["resizable"])] * 2
     args = ["eval", "--data", str(labels), *ensemble, "--augment", "--device", "cpu"]
     command = [sys.executable, "-m", "yolo_cli.cli", *args, "--out", str(tmp_path / "eval")]
