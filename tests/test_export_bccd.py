@@ -19,7 +19,7 @@ pytest.importorskip("ai_edge_litert")
 pytest.importorskip("onnxruntime")
 pytestmark = [pytest.mark.slow, needs_bccd]
 
-TRAIN = ["--img-size", "320", "--epochs", "20", "--lambda-obj", "5", "--batch", "16"]
+TRAIN = ["--img-size", "320", "--epochs", "20", "--batch", "16"]
 SHOWN = Thresholds(conf=0.1, max_det=1000)  # no cap: a cut at max_det could take either of a tie
 MAP_TOLERANCE = {"fp32": 0.005, "fp16": 0.005, "int8": 0.02}
 
