@@ -233,7 +233,7 @@ def test_conv_map_equals_naive_windows_on_random_images(height, width):
     fast, n_fast = conv_window_detect(conv, META, image, scales, 0.3, 0.5, 100)
     assert n_naive == n_fast == len(naive_boxes)
     assert len(naive) > 0
-    np.testing.assert_array_equal(fast.boxes, naive.boxes)
+    np.testing.assert_allclose(fast.boxes, naive.boxes, atol=1e-2)  # voted by the scores
     np.testing.assert_array_equal(fast.classes, naive.classes)
     np.testing.assert_allclose(fast.scores, naive.scores, atol=1e-4)
 
@@ -248,7 +248,7 @@ def test_conv_detections_equal_naive_on_a_rendered_scene(trained):
     naive, _ = sliding_window_detect(model, META, image, SCALES, 4, 0.6, 0.5, 100)
     fast, _ = conv_window_detect(model, META, image, SCALES, 0.6, 0.5, 100)
     assert len(naive) > 0
-    np.testing.assert_array_equal(fast.boxes, naive.boxes)
+    np.testing.assert_allclose(fast.boxes, naive.boxes, atol=1e-2)  # voted by the scores
     np.testing.assert_array_equal(fast.classes, naive.classes)
     np.testing.assert_allclose(fast.scores, naive.scores, atol=1e-4)
 

@@ -130,7 +130,8 @@ def test_detect_window_and_conv_window_give_the_same_detections(window_model, sc
     assert naive["detections"], "a low threshold must leave detections to compare"
     assert len(conv["detections"]) == len(naive["detections"])
     for a, b in zip(naive["detections"], conv["detections"]):
-        assert (a["class"], a["xyxy"]) == (b["class"], b["xyxy"])
+        assert a["class"] == b["class"]
+        assert a["xyxy"] == pytest.approx(b["xyxy"], abs=1e-2)  # voted by the scores
         assert a["score"] == pytest.approx(b["score"], abs=1e-4)
     boxes = np.array([d["xyxy"] for d in naive["detections"]])
     assert (boxes >= 0).all() and (boxes[:, 2] <= 160).all() and (boxes[:, 3] <= SIZE).all()

@@ -322,3 +322,17 @@ def test_json_lines_alone_on_stdout_of_the_real_command(tmp_path, model_file):
     got = [json.loads(line) for line in done.stdout.splitlines()]
     assert [Path(r["file"]).name for r in got] == ["a.png", "b.png"]
     assert f"{tmp_path / 'c.png'}: empty file" in done.stderr
+
+
+def test_box_vote_moves_the_kept_boxes_of_a_real_model_and_nothing_else():
+    from yolo_cli.boxes import iou
+
+    sample = config.PACKAGE_ROOT / "data" / "samples" / "driveai_street.jpg"
+    common = [sample, "--model", "coco", "--json", "--no-save"]
+    voted, plain = (
+        records(detect(*common, *flag))[0]["detections"] for flag in ([], ["--no-box-vote"])
+    )
+    assert len(voted) >= 3
+    assert [(d["score"], d["class"]) for d in voted] == [(d["score"], d["class"]) for d in plain]
+    overlap = np.diag(iou([d["xyxy"] for d in voted], [d["xyxy"] for d in plain]))
+    assert (overlap > 0.5).all() and (overlap < 0.99).any()

@@ -22,6 +22,7 @@ from yolo_cli.postprocess import (
     filter_detections,
     nms,
     select,
+    vote,
 )
 
 
@@ -212,9 +213,9 @@ SIGNATURE = [
 ]
 
 
-def compiled_select(conf, iou, max_det):
+def compiled_select(conf, iou, max_det, box_vote=False):
     return tf.function(
-        lambda boxes, p_c, probs: select(boxes, p_c, probs, conf, iou, max_det),
+        lambda boxes, p_c, probs: select(boxes, p_c, probs, conf, iou, max_det, box_vote),
         input_signature=SIGNATURE,
     )
 
@@ -302,3 +303,46 @@ def test_empty_inputs_give_empty_outputs():
         assert boxes_out.shape == (batch, 100, 4) and count.shape == (batch,)
         assert not count.any() and np.isfinite(boxes_out).all()
     assert len(Detections.empty()) == 0
+
+
+# --- box voting -------------------------------------------------------------------------------
+
+
+def test_vote_is_the_score_weighted_mean_of_the_overlapping_boxes_of_its_class():
+    kept = np.array([[10, 10, 50, 50], [100, 100, 120, 120], [200, 200, 200, 230]], np.float32)
+    candidates = np.array(
+        [
+            [10, 10, 50, 50],  # the first kept box itself, 0.9
+            [14, 10, 54, 50],  # IoU 0.82 with it, same class, 0.3: votes
+            [10, 10, 50, 50],  # same place, other class: does not
+            [30, 30, 70, 70],  # same class, IoU 0.14: does not
+            [100, 100, 120, 120],  # the second kept box, alone
+            [200, 200, 200, 230],  # the third, no area: nothing overlaps it
+        ],
+        np.float32,
+    )
+    scores = np.array([0.9, 0.3, 0.8, 0.5, 0.7, 0.6], np.float32)
+    classes = np.array([0, 0, 1, 0, 0, 0])
+
+    voted = vote(kept, [0, 0, 0], candidates, scores, classes, 0.5)
+    np.testing.assert_allclose(voted, [[11, 10, 51, 50], kept[1], kept[2]], atol=1e-5)
+    # over the NMS threshold only: at IoU 1 nothing else votes, and a kept box stays put
+    np.testing.assert_array_equal(vote(kept, [0, 0, 0], candidates, scores, classes, 1.0), kept)
+    assert vote(np.zeros((0, 4)), [], candidates, scores, classes, 0.5).shape == (0, 4)
+
+
+@pytest.mark.parametrize(
+    ("seed", "conf", "iou", "max_det"),
+    [(0, 0.6, 0.5, 100), (1, 0.3, 0.5, 1000), (2, 0.3, 0.7, 1000), (3, 0.9, 0.3, 20)],
+)
+def test_select_votes_as_filter_detections_does(seed, conf, iou, max_det):
+    boxes, p_c, probs = random_decoded_grids(seed)
+    voted = compiled_select(conf, iou, max_det, box_vote=True)(boxes, p_c, probs)
+    plain = compiled_select(conf, iou, max_det)(boxes, p_c, probs)
+    for i in range(len(boxes)):
+        dets = filter_detections(boxes[i], p_c[i], probs[i], conf, iou, max_det, box_vote=True)
+        assert_same_detections(voted, i, dets)
+    # voting moves boxes; which boxes are kept, their scores and classes stay
+    for v, p in zip(voted[1:], plain[1:]):
+        np.testing.assert_array_equal(v.numpy(), p.numpy())
+    assert np.abs(voted[0].numpy() - plain[0].numpy()).max() > 1.0

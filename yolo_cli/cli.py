@@ -253,6 +253,13 @@ nms_iou_option = threshold_option(
     DEFAULTS.nms_iou,
     "Non-max suppression: a box whose IoU with a better one of its class exceeds this is dropped.",
 )
+box_vote_option = click.option(
+    "--box-vote/--no-box-vote",
+    default=DEFAULTS.box_vote,
+    show_default=True,
+    help="Move each box NMS keeps to the score-weighted mean of itself and the boxes of its class "
+    "it suppressed: tighter boxes from the several predictions of one object.",
+)
 max_det_option = click.option(
     "--max-det",
     default=DEFAULTS.max_det,
@@ -685,6 +692,7 @@ def import_(cfg: str, weights: str, names: str | None, out: str | None) -> None:
     "--conf", DEFAULTS.conf_threshold, "Score threshold of a SavedModel's detect signatures."
 )
 @nms_iou_option
+@box_vote_option
 @max_det_option
 @out_option("Artifact path (default: the model's name + _fp16/_int8 + .tflite/.onnx/_saved_model).")
 def export(model: str | None, int8: bool, data: str | None, **options) -> None:
@@ -1012,6 +1020,7 @@ def _train_window(options: dict) -> None:
     "--conf", DEFAULTS.eval_conf, "Score threshold (low: mAP needs the whole ranking)."
 )
 @nms_iou_option
+@box_vote_option
 @max_det_option
 @ranged_option("--batch", default=DEFAULTS.eval_batch, help="Images per model call.")
 @device_option
@@ -1057,6 +1066,7 @@ _PROGRESS_MIN = 10  # fewer inputs than this finish before a bar would say anyth
     f"with --loss iou, Darknet's {DARKNET_CONF:g} for converted ones such as --model coco).",
 )
 @nms_iou_option
+@box_vote_option
 @max_det_option
 @img_size_option(default=None, help="Model input side (default: the model's own).")
 @click.option(

@@ -47,7 +47,8 @@ class DetectOptions:
     method: ``yolo``, or ``window`` / ``conv-window`` with a window classifier as ``model``
     (:mod:`yolo_cli.baselines.detector`); several models are an ensemble and ``augment`` adds
     the mirrored and rescaled passes (:mod:`yolo_cli.ensemble`). conf: score
-    (``p_c · P(class)``) threshold (``None``: the first model's own, :attr:`ModelMeta.detect_conf`).
+    (``p_c · P(class)``) threshold (``None``: the first model's own, :attr:`ModelMeta.detect_conf`);
+    box_vote: kept boxes voted (:func:`yolo_cli.postprocess.vote`).
     img_size: model input side (``None``: the model's own). classes: keep only these classes,
     by name or id (``None``: all). out: the run folder (module doc). every: take every N-th
     video frame. save: write annotated images and videos, drawn with ``line_width`` (``None``:
@@ -61,6 +62,7 @@ class DetectOptions:
     method: str = DEFAULTS.method
     conf: float | None = None
     nms_iou: float = DEFAULTS.nms_iou
+    box_vote: bool = DEFAULTS.box_vote
     max_det: int = DEFAULTS.max_det
     img_size: int | None = None
     batch: int = DEFAULTS.batch
@@ -185,7 +187,7 @@ def _open(path: Path, options: DetectOptions, device):
     from yolo_cli.baselines.detector import open_detector
     from yolo_cli.inference import Thresholds
 
-    thresholds = Thresholds(options.conf, options.nms_iou, options.max_det)
+    thresholds = Thresholds(options.conf, options.nms_iou, options.max_det, options.box_vote)
     detector = open_detector(options.method, path, thresholds, device)
     size = options.img_size
     if size is None or size == detector.meta.img_size:

@@ -43,7 +43,8 @@ SYNTH_TEST_N = 300
 @dataclass
 class EvalOptions:
     """What ``yolo eval`` takes. model: one model file or short name, or several (an
-    ensemble); None: the shipped :data:`yolo_cli.config.EVAL_MODEL`. augment: test-time
+    ensemble); None: the shipped :data:`yolo_cli.config.EVAL_MODEL`. box_vote: kept boxes voted
+    (:func:`yolo_cli.postprocess.vote`). augment: test-time
     augmentation (:mod:`yolo_cli.ensemble`). class_map: ``MODEL=DATASET,…`` pairs
     (:mod:`yolo_cli.labelsets`). command: the command line, recorded in ``metrics.json``."""
 
@@ -55,6 +56,7 @@ class EvalOptions:
     iou: float = DEFAULTS.eval_iou
     conf: float = DEFAULTS.eval_conf
     nms_iou: float = DEFAULTS.nms_iou
+    box_vote: bool = DEFAULTS.box_vote
     max_det: int = DEFAULTS.max_det
     batch: int = DEFAULTS.eval_batch
     device: str = DEFAULTS.device
@@ -134,7 +136,7 @@ def open_eval_model(options: EvalOptions) -> EvalModel:
     from yolo_cli.modelfile import model_path
 
     paths = [model_path(m, options.method, default=config.EVAL_MODEL) for m in options.models]
-    thresholds = Thresholds(options.conf, options.nms_iou, options.max_det)
+    thresholds = Thresholds(options.conf, options.nms_iou, options.max_det, options.box_vote)
     device = select_device(options.device)
     detector = open_detectors(paths, options.method, thresholds, device, options.augment)
     source = " + ".join(str(p) for p in paths)

@@ -43,8 +43,8 @@ class ExportOptions:
     fmt: one of :data:`FORMATS`. half: float16 weights (tflite, onnx). int8_data: a dataset
     whose train split calibrates int8 (tflite). out: the artifact's path (default
     :func:`default_out`). img_size: input side of the artifact (default: the model's own).
-    calib_images: training images the int8 calibration runs. conf, nms_iou, max_det: the
-    thresholds of a SavedModel's ``detect`` endpoints."""
+    calib_images: training images the int8 calibration runs. conf, nms_iou, max_det, box_vote:
+    the thresholds and box voting of a SavedModel's ``detect`` endpoints."""
 
     model: str | None
     fmt: str
@@ -56,6 +56,7 @@ class ExportOptions:
     conf: float = DEFAULTS.conf_threshold
     nms_iou: float = DEFAULTS.nms_iou
     max_det: int = DEFAULTS.max_det
+    box_vote: bool = DEFAULTS.box_vote
 
 
 def precision(options: ExportOptions) -> str:
@@ -122,6 +123,7 @@ def export_model(
         record["detect"] = {
             "conf": options.conf,
             "nms_iou": options.nms_iou,
+            "box_vote": options.box_vote,
             "max_det": options.max_det,
         }
     if options.int8_data:
@@ -195,7 +197,7 @@ def write_saved_model(graph, meta: ModelMeta, out: Path, options: ExportOptions)
         raws = model_outputs(graph, tf.cast(images, tf.float32))
         boxes, p_c, probs = decode(raws, meta.heads, meta.img_size, meta.class_activation)
         boxes, scores, classes, count = select(
-            boxes, p_c, probs, options.conf, options.nms_iou, options.max_det
+            boxes, p_c, probs, options.conf, options.nms_iou, options.max_det, options.box_vote
         )
         return {"boxes": boxes, "scores": scores, "classes": classes, "count": count}
 

@@ -26,12 +26,13 @@ from yolo_cli.postprocess import Detections
 
 @dataclass
 class Thresholds:
-    """Score threshold (boxes with ``p_c · P(class) <= conf`` are discarded), NMS IoU, and the
-    cap per image."""
+    """Score threshold (boxes with ``p_c · P(class) <= conf`` are discarded), NMS IoU, the cap
+    per image, and whether kept boxes are voted (:func:`yolo_cli.postprocess.vote`)."""
 
     conf: float = DEFAULTS.conf_threshold
     nms_iou: float = DEFAULTS.nms_iou
     max_det: int = DEFAULTS.max_det
+    box_vote: bool = DEFAULTS.box_vote
 
 
 class Detector:
@@ -69,7 +70,7 @@ class Detector:
 
         def postprocess(raws):
             boxes, p_c, probs = decode(raws, meta.heads, size, meta.class_activation)
-            return select(boxes, p_c, probs, t.conf, t.nms_iou, t.max_det)
+            return select(boxes, p_c, probs, t.conf, t.nms_iou, t.max_det, t.box_vote)
 
         if _is_keras(model):
             self.model, self.engine, self.runtime = model, None, "tensorflow"

@@ -11,6 +11,13 @@ ranking and labels all use.
 
 Two NMS paths share those semantics: :func:`select` in TensorFlow (batched, runs inside a
 ``tf.function`` on any device) and :func:`batched_nms` in numpy (the course's loop, vectorized).
+
+Box voting (:func:`vote`; Gidaris and Komodakis, "Object detection via a multi-region and
+semantic segmentation-aware CNN model", ICCV 2015; YOLOv5's merge-NMS) then moves each kept box
+to the score-weighted mean of the boxes NMS dropped for it and itself. A YOLO model predicts an
+object from several slots (neighbour cells, anchors, heads) whose boxes scatter around it; NMS
+keeps the best-scoring one, the mean is tighter. Which boxes are kept, and their scores, do not
+change.
 """
 
 from __future__ import annotations
@@ -152,13 +159,16 @@ def _decode_graph(class_activation: str):
     return tf.function(one_head, input_signature=spec)
 
 
-def select(boxes, p_c, probs, conf_threshold: float, nms_iou: float, max_det: int):
+def select(
+    boxes, p_c, probs, conf_threshold: float, nms_iou: float, max_det: int, box_vote: bool = False
+):
     """Score threshold, then per-class NMS, batched, in TensorFlow (``tf.function``-safe).
 
     boxes ``(batch, N, 4)`` xyxy; p_c ``(batch, N)``; probs ``(batch, N, C)``.
     Each box takes its most likely class and the score ``p_c · P(class)`` (the course's
     class score); boxes scoring ``<= conf_threshold`` are discarded; a box is suppressed when
-    its IoU with a higher-scoring kept box of its class exceeds ``nms_iou``.
+    its IoU with a higher-scoring kept box of its class exceeds ``nms_iou``; ``box_vote``: each
+    kept box is then :func:`vote`'s mean.
     Returns padded ``boxes (batch, max_det, 4)``, ``scores (batch, max_det)``,
     ``classes (batch, max_det)`` int32 and ``count (batch,)``; rows past ``count`` are zeros.
     """
@@ -180,7 +190,51 @@ def select(boxes, p_c, probs, conf_threshold: float, nms_iou: float, max_det: in
         pad_per_class=False,
         clip_boxes=False,
     )
-    return nb, ns, tf.cast(nc, tf.int32), count
+    nc = tf.cast(nc, tf.int32)
+    if box_vote:
+        nb = _vote_tf(nb, nc, boxes, score, cls, nms_iou)
+    return nb, ns, nc, count
+
+
+def vote(
+    kept: np.ndarray,
+    kept_classes: np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    iou_threshold: float,
+) -> np.ndarray:
+    """Box voting: each kept box → the score-weighted mean of the candidates of its class that
+    overlap it by more than ``iou_threshold`` (itself among them, and every box NMS dropped for
+    it).
+
+    kept ``(K, 4)`` xyxy, kept_classes ``(K,)``; candidates ``boxes (N, 4)``, ``scores (N,)``
+    (0 weighs nothing), ``classes (N,)``. Returns ``(K, 4)``; a kept box no candidate overlaps
+    (zero area, or ``iou_threshold`` 1) stays as it is.
+    """
+    kept = np.asarray(kept, np.float32).reshape(-1, 4)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    same = np.asarray(kept_classes).reshape(-1, 1) == np.asarray(classes).reshape(1, -1)
+    scores = np.asarray(scores, np.float32).reshape(1, -1)
+    weights = np.where(same & (iou(kept, boxes) > iou_threshold), scores, np.float32(0))
+    total = weights.sum(axis=1, keepdims=True)
+    fused = (weights @ boxes) / np.where(total > 0, total, 1.0)
+    return np.where(total > 0, fused, kept).astype(np.float32)
+
+
+def _vote_tf(kept, kept_classes, boxes, scores, classes, iou_threshold: float):
+    """:func:`vote` over a batch in TensorFlow: kept ``(batch, K, 4)``, kept_classes
+    ``(batch, K)``; candidates ``(batch, N, 4)``, ``(batch, N)``, ``(batch, N)``."""
+    import tensorflow as tf
+
+    from yolo_cli.boxes import iou_tf
+
+    same = tf.equal(kept_classes[:, :, None], classes[:, None, :])
+    near = iou_tf(kept, boxes) > iou_threshold
+    weights = tf.where(same & near, scores[:, None, :], 0.0)
+    total = tf.reduce_sum(weights, axis=-1, keepdims=True)
+    fused = tf.linalg.matmul(weights, boxes) / tf.where(total > 0, total, 1.0)
+    return tf.where(total > 0, fused, kept)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -242,6 +296,7 @@ def filter_detections(
     conf_threshold: float,
     nms_iou: float,
     max_det: int,
+    box_vote: bool = False,
 ) -> Detections:
     """numpy counterpart of :func:`select` for one image: ``(N, 4)``, ``(N,)``, ``(N, C)`` → Detections."""
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
@@ -252,4 +307,8 @@ def filter_detections(
     score = p_c * probs.max(axis=-1, initial=0.0)
     keep = score > conf_threshold
     dets = Detections(boxes[keep], score[keep], cls[keep])
-    return dets.take(batched_nms(dets.boxes, dets.scores, dets.classes, nms_iou)[:max_det])
+    kept = dets.take(batched_nms(dets.boxes, dets.scores, dets.classes, nms_iou)[:max_det])
+    if not box_vote:
+        return kept
+    fused = vote(kept.boxes, kept.classes, dets.boxes, dets.scores, dets.classes, nms_iou)
+    return Detections(fused, kept.scores, kept.classes)

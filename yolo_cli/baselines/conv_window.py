@@ -132,6 +132,7 @@ def conv_window_detect(
     conf_threshold: float = DEFAULTS.conf_threshold,
     nms_iou: float = DEFAULTS.nms_iou,
     max_det: int = DEFAULTS.max_det,
+    box_vote: bool = DEFAULTS.box_vote,
 ) -> tuple[Detections, int]:
     """Convolutional sliding-window detection of one ``(H, W, 3)`` uint8 RGB image.
 
@@ -139,7 +140,8 @@ def conv_window_detect(
     network's total stride: Detections in original pixels and the number of windows classified.
     """
     boxes, probs = conv_window_probabilities(model, meta, image, scales)
-    return windows_to_detections(boxes, probs, conf_threshold, nms_iou, max_det), len(boxes)
+    detections = windows_to_detections(boxes, probs, conf_threshold, nms_iou, max_det, box_vote)
+    return detections, len(boxes)
 
 
 def conv_window_cost(

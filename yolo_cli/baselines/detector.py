@@ -74,14 +74,11 @@ class WindowDetector:
         from yolo_cli.baselines.window import sliding_window_detect
 
         t = self.thresholds
+        post = (t.conf, t.nms_iou, t.max_det, t.box_vote)
         with device_scope(self.device):
             if self.method == "window":
-                return sliding_window_detect(
-                    self.model, self.meta, image, self.scales, None, t.conf, t.nms_iou, t.max_det
-                )
-            return conv_window_detect(
-                self.model, self.meta, image, self.scales, t.conf, t.nms_iou, t.max_det
-            )
+                return sliding_window_detect(self.model, self.meta, image, self.scales, None, *post)
+            return conv_window_detect(self.model, self.meta, image, self.scales, *post)
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
         """RGB uint8 images ``(H, W, 3)`` of any sizes → one Detections each, original pixels."""

@@ -82,18 +82,20 @@ def windows_to_detections(
     conf_threshold: float = DEFAULTS.conf_threshold,
     nms_iou: float = DEFAULTS.nms_iou,
     max_det: int = DEFAULTS.max_det,
+    box_vote: bool = DEFAULTS.box_vote,
 ) -> Detections:
     """Windows ``(N, 4)`` xyxy and classifier outputs ``(N, C + 1)`` (background last) → Detections.
 
     ``p_c = 1 − P(background)`` must exceed ``conf_threshold``; the box takes its most likely
-    object class and scores ``P(class)``; then per-class NMS at ``nms_iou``, at most ``max_det``.
+    object class and scores ``P(class)``; then per-class NMS at ``nms_iou``, at most ``max_det``,
+    and box voting (:func:`yolo_cli.postprocess.vote`) unless ``box_vote`` is False.
     """
     if not len(boxes):
         return Detections.empty()
     probs = np.asarray(probs, np.float32)
     p_c = 1.0 - probs[:, -1]
     given_object = probs[:, :-1] / np.maximum(p_c, np.finfo(np.float32).tiny)[:, None]
-    return filter_detections(boxes, p_c, given_object, conf_threshold, nms_iou, max_det)
+    return filter_detections(boxes, p_c, given_object, conf_threshold, nms_iou, max_det, box_vote)
 
 
 def _classify(model, crops: np.ndarray, batch: int) -> np.ndarray:
@@ -142,6 +144,7 @@ def sliding_window_detect(
     conf_threshold: float = DEFAULTS.conf_threshold,
     nms_iou: float = DEFAULTS.nms_iou,
     max_det: int = DEFAULTS.max_det,
+    box_vote: bool = DEFAULTS.box_vote,
 ) -> tuple[Detections, int]:
     """Naive sliding-window detection of one ``(H, W, 3)`` uint8 RGB image.
 
@@ -149,7 +152,8 @@ def sliding_window_detect(
     (windows classified).
     """
     boxes, probs = window_probabilities(model, meta, image, scales, stride)
-    return windows_to_detections(boxes, probs, conf_threshold, nms_iou, max_det), len(boxes)
+    detections = windows_to_detections(boxes, probs, conf_threshold, nms_iou, max_det, box_vote)
+    return detections, len(boxes)
 
 
 def sliding_window_cost(
