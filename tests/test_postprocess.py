@@ -296,8 +296,9 @@ def test_empty_inputs_give_empty_outputs():
     # no boxes at all (N = 0), and a batch of no images
     dets = filter_detections(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 3)), 0.6, 0.5, 100)
     assert len(dets) == 0 and dets.scores.dtype == np.float32
-    run = compiled_select(0.6, 0.5, 100)
-    for batch, n in [(2, 0), (0, 845), (0, 0)]:
+    for batch, n, box_vote in [(2, 0, False), (0, 845, False), (0, 0, False), (2, 0, True),
+                               (0, 845, True), (0, 0, True)]:  # fmt: skip
+        run = compiled_select(0.6, 0.5, 100, box_vote)
         out = run(np.zeros((batch, n, 4)), np.zeros((batch, n)), np.zeros((batch, n, 3)))
         boxes_out, scores_out, classes_out, count = (t.numpy() for t in out)
         assert boxes_out.shape == (batch, 100, 4) and count.shape == (batch,)

@@ -192,6 +192,10 @@ def select(
     )
     nc = tf.cast(nc, tf.int32)
     if box_vote:
+        # the candidates above the threshold, all that can vote: few at a detection threshold
+        above = tf.reduce_max(tf.reduce_sum(tf.cast(score > 0, tf.int32), axis=-1))
+        score, index = tf.math.top_k(score, k=tf.maximum(above, 0))
+        boxes, cls = (tf.gather(t, index, batch_dims=1) for t in (boxes, cls))
         nb = _vote_tf(nb, nc, boxes, score, cls, nms_iou)
     return nb, ns, nc, count
 
