@@ -10,7 +10,8 @@ Two tables, all numbers measured in this one process:
    Every method must keep the same boxes, or the script stops. Ratios are baseline time / our
    time: above 1 we are faster.
 2. full post-processing of one 13×13×5 grid with 3 classes (decode + score threshold + NMS), the
-   numpy path and the TensorFlow path, against the goal of 2 ms.
+   numpy path and the TensorFlow path, each with and without box voting (the default), against
+   the goal of 2 ms.
 
 Times are medians of ``--repeats`` runs; the methods take turns run by run so that a noisy
 neighbour on a shared machine slows them all alike. The load average is printed at the start
@@ -117,25 +118,34 @@ def nms_methods(boxes, scores, classes, iou_threshold):
 
 
 def postprocess_methods(raw, anchors):
-    """name → callable running decode + score threshold + NMS on one raw grid, to numpy."""
+    """name → callable running decode + score threshold + NMS (+ box voting) on one raw grid,
+    to numpy."""
     d = DEFAULTS
     signature = [tf.TensorSpec([None, GRID, GRID, d.num_anchors, 5 + NUM_CLASSES], tf.float32)]
+    heads = [Head(DEFAULTS.stride, anchors)]
 
-    @tf.function(input_signature=signature)
-    def tf_path(raw):
-        boxes, p_c, probs = decode(raw, [Head(DEFAULTS.stride, anchors)], IMG_SIZE)
-        return select(boxes, p_c, probs, d.conf_threshold, d.nms_iou, d.max_det)
+    def tf_path(box_vote: bool):
+        @tf.function(input_signature=signature)
+        def run(raw):
+            boxes, p_c, probs = decode(raw, heads, IMG_SIZE)
+            return select(boxes, p_c, probs, d.conf_threshold, d.nms_iou, d.max_det, box_vote)
 
-    def numpy_path():
-        boxes, p_c, probs = (
-            t.numpy()[0] for t in decode(raw, [Head(DEFAULTS.stride, anchors)], IMG_SIZE)
-        )
-        return filter_detections(boxes, p_c, probs, d.conf_threshold, d.nms_iou, d.max_det)
+        return lambda: [t.numpy() for t in run(raw)]
 
-    def tf_to_numpy():
-        return [t.numpy() for t in tf_path(raw)]
+    def numpy_path(box_vote: bool):
+        def run():
+            boxes, p_c, probs = (t.numpy()[0] for t in decode(raw, heads, IMG_SIZE))
+            thresholds = (d.conf_threshold, d.nms_iou, d.max_det, box_vote)
+            return filter_detections(boxes, p_c, probs, *thresholds)
 
-    return {"numpy: decode + filter_detections": numpy_path, "TF: decode + select": tf_to_numpy}
+        return run
+
+    return {
+        "numpy: decode + filter_detections": numpy_path(False),
+        "numpy: the same + box vote": numpy_path(True),
+        "TF: decode + select": tf_path(False),
+        "TF: the same + box vote": tf_path(True),
+    }
 
 
 def medians_ms(methods: dict, repeats: int) -> dict[str, float]:
@@ -205,9 +215,10 @@ def postprocess_table(repeats: int) -> None:
         raw, anchors = raw_grid(0, all_above)
         methods = postprocess_methods(raw, anchors)
         dets = methods["numpy: decode + filter_detections"]()
-        count = int(methods["TF: decode + select"]()[3][0])
-        if count != len(dets):
-            raise SystemExit(f"select keeps {count} boxes, filter_detections {len(dets)}")
+        for name in ("TF: decode + select", "TF: the same + box vote"):
+            count = int(methods[name]()[3][0])
+            if count != len(dets):
+                raise SystemExit(f"{name} keeps {count} boxes, filter_detections {len(dets)}")
         candidates = int(
             (
                 decode(raw, [Head(DEFAULTS.stride, anchors)], IMG_SIZE)[1].numpy()
