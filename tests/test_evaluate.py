@@ -268,8 +268,11 @@ def test_metrics_json_records_the_command_the_model_and_the_dataset(tmp_path):
     assert first["command"].endswith(shlex.join([*args, "--out", str(tmp_path / "e1")]))
     sha = hashlib.sha256(model.read_bytes()).hexdigest()
     assert first["models"] == [{"path": str(model), "sha256": sha}]
-    assert first["augment"] is False
+    assert first["augment"] is False and first["box_vote"] is True
     assert len(first["dataset_sha256"]) == 64
+    plain = CliRunner().invoke(cli, [*args, "--no-box-vote", "--out", str(tmp_path / "e0")])
+    assert plain.exit_code == 0, plain.output
+    assert json.loads((tmp_path / "e0" / "metrics.json").read_text())["box_vote"] is False
 
     def fingerprint(data):
         out = tmp_path / f"e-{data.name}"

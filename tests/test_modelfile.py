@@ -147,8 +147,10 @@ def numpy_decode(raw, anchors, stride, activation="softmax", scale_xy=1.0):
 
 
 def reference_detections(model, meta, image, conf, nms_iou=0.5, max_det=100):
-    """Detections by the NumPy decode above, letterbox by hand, and the numpy NMS."""
+    """Detections by the NumPy decode above, letterbox by hand, and the numpy NMS and box vote
+    (a Detector's default)."""
     from yolo_cli.boxes import clip, letterbox_image
+    from yolo_cli.config import DEFAULTS
     from yolo_cli.postprocess import filter_detections
 
     x, lb = letterbox_image(image, meta.img_size)
@@ -159,7 +161,7 @@ def reference_detections(model, meta, image, conf, nms_iou=0.5, max_det=100):
         for r, h in zip(raws, meta.heads)
     ]
     boxes, p_c, probs = (np.concatenate(p) for p in zip(*parts))
-    dets = filter_detections(boxes, p_c, probs, conf, nms_iou, max_det)
+    dets = filter_detections(boxes, p_c, probs, conf, nms_iou, max_det, DEFAULTS.box_vote)
     h, w = image.shape[:2]
     dets.boxes = clip(lb.invert(dets.boxes), w, h)
     return dets

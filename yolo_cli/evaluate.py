@@ -236,6 +236,7 @@ def _run_eval(options: EvalOptions, class_map, run_dir: Path, progress) -> EvalR
         source = model.source
         metrics["models"] = [_file_entry(p) for p in model.paths]
         metrics["augment"] = options.augment
+        metrics["box_vote"] = options.box_vote
     samples = [dataset.samples[i] for i in kept]
     skipped = dataset.dropped + len(dataset) - len(samples)
     truth = [(s.boxes, s.classes) for s in samples]
