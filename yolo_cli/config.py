@@ -21,7 +21,7 @@ class Defaults:
     iou_conf: float = 0.25  # a model trained with --loss iou: its p_c estimates the box's IoU
     nms_iou: float = 0.5
     # each box NMS keeps moves to the score-weighted mean of the boxes it dropped and itself
-    # (yolo_cli.postprocess.vote): +0.05 mAP@[.5:.95] on BCCD, +0.04 raccoon, +0.02 highway
+    # (yolo_cli.postprocess.vote): +0.06 mAP@[.5:.95] on BCCD, +0.04 raccoon, +0.02 highway
     box_vote: bool = True
     eval_iou: float = 0.5
     eval_conf: float = 0.001

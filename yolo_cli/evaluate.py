@@ -43,10 +43,10 @@ SYNTH_TEST_N = 300
 @dataclass
 class EvalOptions:
     """What ``yolo eval`` takes. model: one model file or short name, or several (an
-    ensemble); None: the shipped :data:`yolo_cli.config.EVAL_MODEL`. box_vote: kept boxes voted
-    (:func:`yolo_cli.postprocess.vote`). augment: test-time
-    augmentation (:mod:`yolo_cli.ensemble`). class_map: ``MODEL=DATASET,…`` pairs
-    (:mod:`yolo_cli.labelsets`). command: the command line, recorded in ``metrics.json``."""
+    ensemble); None: the shipped :data:`yolo_cli.config.EVAL_MODEL`. box_vote: kept boxes
+    voted (:func:`yolo_cli.postprocess.vote`). augment: test-time augmentation
+    (:mod:`yolo_cli.ensemble`). class_map: ``MODEL=DATASET,…`` pairs (:mod:`yolo_cli.labelsets`).
+    command: the command line, recorded in ``metrics.json``."""
 
     data: str | None = None
     split: str | None = "test"
