@@ -36,7 +36,9 @@ pytest.importorskip("tf2onnx")
 
 SAMPLES = sorted((PACKAGE_ROOT / "data" / "samples").glob("*.jpg"))
 BOX_ATOL, SCORE_ATOL = 0.5, 1e-4  # same_detections' defaults, for the raw SavedModel outputs
-LOW_CONF = Thresholds(conf=0.05)
+# No voting: a candidate whose score or IoU sits on a threshold votes in one runtime and not in
+# the other, and moves its kept box by pixels (voting itself is tested in test_postprocess).
+LOW_CONF = Thresholds(conf=0.05, box_vote=False)
 FP32 = [("saved_model", ""), ("tflite", ".tflite"), ("onnx", ".onnx")]
 
 

@@ -20,7 +20,10 @@ pytest.importorskip("onnxruntime")
 pytestmark = [pytest.mark.slow, needs_bccd]
 
 TRAIN = ["--img-size", "320", "--epochs", "20", "--batch", "16"]
-SHOWN = Thresholds(conf=0.1, max_det=1000)  # no cap: a cut at max_det could take either of a tie
+# No cap: a cut at max_det could take either of a tie. No voting: a candidate whose score or IoU
+# sits on a threshold votes in one runtime and not in the other, and moves its kept box by
+# pixels (voting itself is tested in test_postprocess; the mAP below is scored with it).
+SHOWN = Thresholds(conf=0.1, max_det=1000, box_vote=False)
 MAP_TOLERANCE = {"fp32": 0.005, "fp16": 0.005, "int8": 0.02}
 
 
