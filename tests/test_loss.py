@@ -128,3 +128,26 @@ def test_iou_loss_gradients_finite_on_wild_outputs():
         s = tf.reduce_sum(total)
     assert total.shape == (3,) and np.isfinite(total.numpy()).all()
     assert all(np.isfinite(g.numpy()).all() for g in tape.gradient(s, raws))
+
+
+def test_iou_loss_box_and_class_terms_are_per_head_means_summed():
+    """YOLOv5's weighing: each head's box and class errors are averaged over that head's
+    assigned slots in the batch; the heads' means add up, times 3 / n_heads."""
+    heads = [Head(16, [[16.0, 16.0]]), Head(32, [[32.0, 32.0]])]
+    loss = IouAwareLoss(heads, 64, lambda_box=1.0, lambda_cls=1.0)
+    fine, coarse = np.zeros((2, 4, 4, 1, 7), np.float32), np.zeros((2, 2, 2, 1, 7), np.float32)
+
+    def assign(grid, image, cell, side):
+        # centred in the cell, ``side`` times the anchor: with the raw outputs all 0 the slot
+        # predicts the anchor's box at the same centre, so 1 − CIoU = 1 − 1 / side²
+        grid[image, cell, cell, 0, :6] = [1, 0.5, 0.5, np.log(side), np.log(side), 1]
+
+    assign(fine, 0, 1, 2.0)  # 0.75
+    assign(fine, 1, 2, np.sqrt(2.0))  # 0.5
+    assign(coarse, 0, 0, 2.0)  # 0.75; image 1 has nothing on the coarse head
+    raws = [np.zeros_like(fine), np.zeros_like(coarse)]
+    _, parts = loss([fine, coarse], np.zeros((2, 1, 4), np.float32), raws)
+    # fine head: 2 slots in a batch of 2, one a image; coarse: 1 slot, half a slot a image
+    np.testing.assert_allclose(parts["coord"], [1.5 * (0.75 + 0.75 / 0.5), 1.5 * 0.5], rtol=1e-5)
+    ce = np.log(2.0)  # two classes, equal logits
+    np.testing.assert_allclose(parts["cls"], [1.5 * (ce + ce / 0.5), 1.5 * ce], rtol=1e-5)

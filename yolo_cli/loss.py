@@ -21,7 +21,9 @@ everywhere toward an IoU-aware target — the IoU of the slot's predicted box wi
 where one is assigned, 0 elsewhere — so a slot's p_c comes to say how good its box is. The
 empty slots' term is a mean per head (so thousands of empty slots cannot drown the few
 assigned ones: the failure of the squared error on small, rare objects), weighted finer heads
-first (YOLOv5's balance); box and class terms are means over the batch's assigned slots.
+first (YOLOv5's balance); box and class terms are means over each head's assigned slots in
+the batch, summed over the heads (YOLOv5's: a head that is given few objects still learns their
+boxes as firmly as one given many).
 
 Both return per-image losses ``(batch,)`` and their parts (:data:`PARTS`).
 """
@@ -103,11 +105,12 @@ class IouAwareLoss:
     """``1 − CIoU`` box error, IoU-aware binary cross-entropy on p_c, class cross-entropy; same
     call as :class:`YoloLoss`.
 
-    Weights (YOLOv5's, for a loss averaged per image): ``lambda_box`` on the mean ``1 − CIoU``
-    of the assigned slots; on p_c, ``(img_size / 640)² · 3 / n_heads`` times each head's mean
-    binary cross-entropy times its balance (4, 1, 0.4 from the finest head); ``lambda_cls ·
-    3 / n_heads`` on the mean class cross-entropy of the assigned slots. ``obj`` and ``noobj``
-    are the p_c term's assigned and empty slots.
+    Weights (YOLOv5's, for a loss averaged per image), each on a sum over the heads:
+    ``lambda_box · 3 / n_heads`` on each head's mean ``1 − CIoU`` over its assigned slots; on
+    p_c, ``(img_size / 640)² · 3 / n_heads`` times each head's mean binary cross-entropy over
+    all its slots times its balance (4, 1, 0.4 from the finest head); ``lambda_cls · 3 /
+    n_heads`` on each head's mean class cross-entropy over its assigned slots. ``obj`` and
+    ``noobj`` are the p_c term's assigned and empty slots.
     """
 
     heads: Sequence
@@ -124,13 +127,10 @@ class IouAwareLoss:
 
         n_heads = len(self.heads)
         obj_weight = (self.img_size / 640) ** 2 * 3 / n_heads
+        box_weight, cls_weight = (w * 3 / n_heads for w in (self.lambda_box, self.lambda_cls))
         order = sorted(range(n_heads), key=lambda i: self.heads[i].stride)
         balance = {h: _BALANCE[min(rank, len(_BALANCE) - 1)] for rank, h in enumerate(order)}
-        batch = tf.shape(raws[0])[0]
-        assigned = tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32)[..., 0]) for g in grids_true])
-        per_image_assigned = tf.stop_gradient(
-            tf.maximum(assigned / tf.maximum(tf.cast(batch, tf.float32), 1.0), 1.0)
-        )
+        batch = tf.cast(tf.shape(raws[0])[0], tf.float32)
         parts = {k: 0.0 for k in PARTS}
         for i, (grid_true, raw, head) in enumerate(zip(grids_true, raws, self.heads)):
             raw = tf.cast(raw, tf.float32)
@@ -146,14 +146,12 @@ class IouAwareLoss:
             slots = tf.cast(tf.shape(bce)[1], tf.float32)
             weight = obj_weight * balance[i] / slots
             cls_err = _class_error(tf, raw[..., 5:], grid_true[..., 5:], self.class_activation)
-            parts["coord"] += self.lambda_box * _per_image(tf, obj * (1.0 - ciou))
+            assigned_per_image = tf.maximum(tf.reduce_sum(obj), 1.0) / batch
+            parts["coord"] += box_weight * _per_image(tf, obj * (1.0 - ciou)) / assigned_per_image
             parts["obj"] += weight * _per_image(tf, obj * bce)
             parts["noobj"] += weight * _per_image(tf, (1.0 - obj) * bce)
-            parts["cls"] += (
-                self.lambda_cls * 3 / n_heads * _per_image(tf, grid_true[..., 0] * cls_err)
-            )
-        parts["coord"] /= per_image_assigned
-        parts["cls"] /= per_image_assigned
+            cls_sum = _per_image(tf, grid_true[..., 0] * cls_err)
+            parts["cls"] += cls_weight * cls_sum / assigned_per_image
         return tf.add_n(list(parts.values())), parts
 
 
