@@ -147,7 +147,7 @@ def test_iou_loss_box_and_class_terms_are_per_head_means_summed():
     assign(coarse, 0, 0, 2.0)  # 0.75; image 1 has nothing on the coarse head
     raws = [np.zeros_like(fine), np.zeros_like(coarse)]
     _, parts = loss([fine, coarse], np.zeros((2, 1, 4), np.float32), raws)
-    # fine head: 2 slots in a batch of 2, one a image; coarse: 1 slot, half a slot a image
+    # fine head: 2 slots in a batch of 2, one per image; coarse: 1 slot, half a slot per image
     np.testing.assert_allclose(parts["coord"], [1.5 * (0.75 + 0.75 / 0.5), 1.5 * 0.5], rtol=1e-5)
     ce = np.log(2.0)  # two classes, equal logits
     np.testing.assert_allclose(parts["cls"], [1.5 * (ce + ce / 0.5), 1.5 * ce], rtol=1e-5)
