@@ -126,8 +126,9 @@ class IouAwareLoss:
         from yolo_cli.postprocess import activate, grid_to_boxes
 
         n_heads = len(self.heads)
-        obj_weight = (self.img_size / 640) ** 2 * 3 / n_heads
-        box_weight, cls_weight = (w * 3 / n_heads for w in (self.lambda_box, self.lambda_cls))
+        per_head = 3 / n_heads
+        obj_weight = (self.img_size / 640) ** 2 * per_head
+        box_weight, cls_weight = self.lambda_box * per_head, self.lambda_cls * per_head
         order = sorted(range(n_heads), key=lambda i: self.heads[i].stride)
         balance = {h: _BALANCE[min(rank, len(_BALANCE) - 1)] for rank, h in enumerate(order)}
         batch = tf.cast(tf.shape(raws[0])[0], tf.float32)
