@@ -205,7 +205,8 @@ def test_saved_model_detect_signature_gives_final_detections(exported, samples):
     from yolo_cli.boxes import resize_image
 
     loaded = tf.saved_model.load(str(exported["saved_model"]))
-    size = read_meta(shipped_model("synthetic")).img_size
+    meta = read_meta(shipped_model("synthetic"))
+    size = meta.img_size
     batch = np.stack([resize_image(im, size)[0] for im in samples])
     out = loaded.signatures["detect"](images=tf.constant(batch))
     assert out["boxes"].dtype == tf.float32 and out["boxes"].shape[1:] == (100, 4)
@@ -219,8 +220,9 @@ def test_saved_model_detect_signature_gives_final_detections(exported, samples):
     floats = loaded.signatures["detect_float"](images=tf.constant(batch, tf.float32))
     np.testing.assert_array_equal(floats["count"].numpy(), count)
     raw = loaded.signatures["serving_default"](images=tf.constant(batch, tf.float32))
-    heads = read_meta(shipped_model("synthetic")).heads
-    want = [(len(samples), size // h.stride, size // h.stride, len(h.anchors), 8) for h in heads]
+    want = [
+        (len(samples), size // h.stride, size // h.stride, len(h.anchors), 8) for h in meta.heads
+    ]
     assert sorted(tuple(r.shape) for r in raw.values()) == sorted(want)
 
 
