@@ -2,12 +2,12 @@
 letterbox, augmented without mosaic, augmented with mosaic on every image — next to images/s
 of a training step of the network those batches are for, on real datasets.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--data PATH ...] [--heads 2] [--steps 6]
+    .venv/bin/python benchmarks/bench_pipeline.py [--data PATH ...] [--heads 3] [--steps 6]
 
 Each dataset's train split gets the heads ``yolo train`` would plan from it: k-means anchors on
-the letterboxed boxes, one stride-32 grid (``--heads 1``: the course's, rule ``best``) or a
-stride-32 and a stride-16 grid sharing them by size (``--heads 2``, rule ``ratio``). The train
-step is forward, the course's loss over every head, gradients and an Adam update of
+the letterboxed boxes, one stride-32 grid (``--heads 1``: the course's, rule ``best``) or grids
+at strides 32, 16 (and 8) sharing them by size (``--heads 2`` or ``3``, rule ``ratio``). The
+train step is forward, the course's loss over every head, gradients and an Adam update of
 ``yolo_cli.model.build_model``'s network, on one batch held in memory, so it measures the model
 alone; "fed" runs the same step on batches straight from the mosaic pipeline, sharing the CPU
 with it. Goal: pipeline ≥ 3× the train step.
@@ -49,23 +49,15 @@ PATHS = ("plain", "augmented, no mosaic", "augmented, mosaic")
 
 
 def plan_heads(dataset, img_size: int, num_heads: int):
-    """K-means anchors of the letterboxed training boxes → ``(heads, rule)``: one stride-32
-    grid of 5 anchors (rule ``best``), or 3 anchors each on stride 32 (the larger) and 16."""
-    import numpy as np
+    """The heads ``yolo train --heads num_heads`` plans for ``dataset`` → ``(heads, rule)``:
+    the course's one stride-32 grid of 5 anchors (rule ``best``), or 3 k-means anchors a head
+    (rule ``ratio``)."""
+    from yolo_cli.train import TrainConfig
+    from yolo_cli.train.recipe import plan_heads as plan
 
-    from yolo_cli.anchors import kmeans_anchors
-    from yolo_cli.modelfile import Head
-
-    shapes = np.concatenate(
-        [
-            (s.boxes[:, 2:] - s.boxes[:, :2]) * min(img_size / s.width, img_size / s.height)
-            for s in dataset.samples
-        ]
-    )
-    if num_heads == 1:
-        return [Head(32, kmeans_anchors(shapes, 5)[0].tolist())], "best"
-    anchors = kmeans_anchors(shapes, 6)[0].tolist()  # sorted by area
-    return [Head(32, anchors[3:], 2.0), Head(16, anchors[:3], 2.0)], "ratio"
+    rule = "best" if num_heads == 1 else "ratio"
+    cfg = TrainConfig(heads=num_heads, img_size=img_size, assign=rule)
+    return plan(cfg, dataset)[0], rule
 
 
 def pipeline(setup, path: str, epoch: int = 0, epochs: int = 1, drop_remainder: bool = False):
@@ -240,7 +232,7 @@ def main() -> None:
         default=[datasets_root() / "bccd", datasets_root() / "raccoon"],
         help="datasets (their train splits)",
     )
-    parser.add_argument("--heads", type=int, choices=(1, 2), default=2)
+    parser.add_argument("--heads", type=int, choices=(1, 2, 3), default=DEFAULTS.heads)
     parser.add_argument("--img-size", type=int, default=DEFAULTS.img_size)
     parser.add_argument("--batch", type=int, default=DEFAULTS.batch)
     parser.add_argument("--epochs", type=int, default=3, help="timed pipeline epochs (best)")
