@@ -3,7 +3,7 @@ each run a ``train_real.py`` training of the same wall-clock budget, next to YOL
 same way (``yolov8_reference.py``).
 
     .venv/bin/python benchmarks/ablation.py --venv /tmp/uvenv [--datasets raccoon bccd highway]
-        [--minutes 30] [--variants course ratio iou mosaic ema default spp] [--runs runs/ablation]
+        [--minutes 30] [--variants course ratio iou mosaic ema heads2 default spp] [--runs runs/ablation]
 
 Runs what is missing (one training at a time; a run whose report exists is kept), then prints
 one markdown table: test mAP@0.5 and mAP@[.5:.95] per dataset and variant, with epochs
@@ -15,7 +15,8 @@ before; ``default`` is ``yolo train``'s recipe, ``spp`` a candidate beyond it):
 - ``iou``: + the IoU-aware loss (``--loss iou``);
 - ``mosaic``: + mosaics of four (``--mosaic 1``);
 - ``ema``: + the moving average of the weights (``--ema``);
-- ``default``: + the stride-16 grid (``--heads 2``), ``yolo train``'s recipe;
+- ``heads2``: + the stride-16 grid (``--heads 2``);
+- ``default``: + the stride-8 grid (``--heads 3``), ``yolo train``'s recipe;
 - ``spp``: + spatial pyramid pooling of the stride-32 features (``--spp``).
 
 ``--collect`` only prints the table of the runs already there.
@@ -38,6 +39,7 @@ VARIANTS = {
     "iou": ["heads=1", "loss=iou", "assign=ratio", "mosaic=0", "ema=false"],
     "mosaic": ["heads=1", "loss=iou", "assign=ratio", "mosaic=1", "ema=false"],
     "ema": ["heads=1"],
+    "heads2": ["heads=2"],
     "default": [],
     "spp": ["spp=true"],
 }
@@ -47,7 +49,8 @@ LABELS = {
     "iou": "+ IoU-aware loss (`--loss iou`)",
     "mosaic": "+ mosaic (`--mosaic 1`)",
     "ema": "+ moving average of the weights (`--ema`)",
-    "default": "+ stride-16 grid (`--heads 2`) = `yolo train`'s default",
+    "heads2": "+ stride-16 grid (`--heads 2`)",
+    "default": "+ stride-8 grid (`--heads 3`) = `yolo train`'s default",
     "spp": "+ spatial pyramid pooling (`--spp`)",
 }
 HERE = Path(__file__).resolve().parent
