@@ -3,7 +3,8 @@ each run a ``train_real.py`` training of the same wall-clock budget, next to YOL
 same way (``yolov8_reference.py``).
 
     .venv/bin/python benchmarks/ablation.py --venv /tmp/uvenv [--datasets raccoon bccd highway]
-        [--minutes 30] [--variants course ratio iou mosaic ema heads2 default spp] [--runs runs/ablation]
+        [--minutes 30] [--variants course ratio iou mosaic ema heads2 default spp]
+        [--runs runs/ablation]
 
 Runs what is missing (one training at a time; a run whose report exists is kept), then prints
 one markdown table: test mAP@0.5 and mAP@[.5:.95] per dataset and variant, with epochs
