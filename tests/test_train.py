@@ -107,10 +107,16 @@ def test_overfits_one_small_batch(tiny_synth):
 
 @pytest.mark.slow
 def test_short_training_on_synthetic_scenes_reaches_half_map(tmp_path):
-    """From scratch on 480 synthetic scenes at 256 px, the default recipe: val mAP@0.5 ≥ 0.5
-    within 20 epochs (about 3 minutes on 2 cores; measured: 0.58 after 9 epochs, 0.75 after 20)."""
+    """From scratch on 480 synthetic scenes at 256 px, the default recipe planned for 20 epochs:
+    val mAP@0.5 ≥ 0.5 within them (measured: 0.53 at epoch 7, 0.79 at epoch 20). The run is
+    stopped at the first epoch that shows it (a hook's KeyboardInterrupt), so the test takes
+    about a third of the 20 epochs."""
     from yolo_cli.data.synth import write_synthetic
-    from yolo_cli.train import Outcome, TrainConfig, train
+    from yolo_cli.train import Outcome, TrainConfig, TrainHooks, train
+
+    def stop_at_half_map(row, epochs):
+        if row["val_map50"] >= 0.5:
+            raise KeyboardInterrupt
 
     data = write_synthetic(tmp_path / "scenes", n=600, seed=0, size=256)
     cfg = TrainConfig(
@@ -123,8 +129,8 @@ def test_short_training_on_synthetic_scenes_reaches_half_map(tmp_path):
         device="cpu",
         strategy="none",
     )
-    result = train(cfg)
-    assert result.epochs_done == 20 and result.outcome is Outcome.FINISHED
+    result = train(cfg, TrainHooks(on_epoch_end=stop_at_half_map))
+    assert result.outcome is Outcome.INTERRUPTED and result.epochs_done <= 20, result.detail
     assert result.best_map50 >= 0.5, result.best_map50
 
 
@@ -284,7 +290,8 @@ def test_transfer_from_the_coco_model_keeps_its_network_and_what_its_heads_share
     """--weights coco: backbone and neck as converted; heads with anchors from the data whose
     slots, on a real photo, give the p_c, offsets and box sizes of coco's slot of the nearest
     anchor shape, and its person, car, motorbike scores for the scenes' pedestrian, car,
-    motorcycle; --freeze N freezes its first N cfg layers, BatchNorm with them; a step trains."""
+    motorcycle; --freeze N freezes its first N cfg layers, BatchNorm with them; a step trains
+    (with the default anchor count)."""
     from yolo_cli.boxes import iou_wh
     from yolo_cli.modelfile import load_model, model_path
     from yolo_cli.train import TrainHooks, build_trainer, train
@@ -328,8 +335,8 @@ def test_transfer_from_the_coco_model_keeps_its_network_and_what_its_heads_share
             np.testing.assert_array_equal(w1, w2)
     frozen = {x.name for x in model.layers if not x.trainable and x.weights}
     assert frozen == {"conv0", "conv0_bn", "conv1", "conv1_bn", "conv2", "conv2_bn"}
-    assert train(cfg).epochs_done == 1
-    if num_anchors is None:
+    if num_anchors is None:  # training takes the same path whatever the anchor count
+        assert train(cfg).epochs_done == 1
         _resume_and_train_from_the_fine_tuned_model(scenes64, tmp_path / "run")
 
 
