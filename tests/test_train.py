@@ -107,8 +107,8 @@ def test_overfits_one_small_batch(tiny_synth):
 
 @pytest.mark.slow
 def test_short_training_on_synthetic_scenes_reaches_half_map(tmp_path):
-    """From scratch on 480 synthetic scenes at 256 px, the default recipe planned for 20 epochs:
-    val mAP@0.5 ≥ 0.5 within them (measured: 0.53 at epoch 7, 0.79 at epoch 20). The run is
+    """From scratch on 480 synthetic scenes at 192 px, the default recipe planned for 20 epochs:
+    val mAP@0.5 ≥ 0.5 within them (measured: 0.45 at epoch 5, 0.54 at epoch 7). The run is
     stopped at the first epoch that shows it (a hook's KeyboardInterrupt), so the test takes
     about a third of the 20 epochs."""
     from yolo_cli.data.synth import write_synthetic
@@ -118,11 +118,11 @@ def test_short_training_on_synthetic_scenes_reaches_half_map(tmp_path):
         if row["val_map50"] >= 0.5:
             raise KeyboardInterrupt
 
-    data = write_synthetic(tmp_path / "scenes", n=600, seed=0, size=256)
+    data = write_synthetic(tmp_path / "scenes", n=600, seed=0, size=192)
     cfg = TrainConfig(
         data=str(data),
         out=str(tmp_path / "run"),
-        img_size=256,
+        img_size=192,
         batch=8,
         lr=2e-3,
         epochs=20,
