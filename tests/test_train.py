@@ -541,12 +541,22 @@ def test_wall_clock_budget_sets_the_epoch_count(scenes64, tmp_path):
     from yolo_cli.train import train
     from yolo_cli.train.checkpoint import read_checkpoint
 
-    cfg = tiny_config(scenes64, tmp_path / "timed", epochs=50, max_steps=1, minutes=1e-4)
+    cfg = tiny_config(scenes64, tmp_path / "timed", epochs=50, max_steps=1, minutes=1e-4, lr=None)
     result = train(cfg)
     assert (result.epochs_done, result.epochs) == (1, 1)
-    assert cfg.epochs == 50  # the caller's config is left as it was
+    assert cfg.epochs == 50 and cfg.lr is None  # the caller's config is left as it was
     _, meta, state = read_checkpoint(tmp_path / "timed")
     assert state.epochs == 1 and meta.extra["config"]["epochs"] == 50
+    assert meta.extra["config"]["lr"] == 0.001429  # the class-count rule, for 3 classes
+
+
+@pytest.mark.parametrize("classes, lr", [(1, 0.002), (3, 0.001429), (5, 0.001111), (80, 0.000119)])
+def test_the_peak_learning_rate_follows_the_class_count_unless_given(classes, lr):
+    from yolo_cli.train import TrainConfig
+    from yolo_cli.train.recipe import peak_lr
+
+    assert peak_lr(TrainConfig(), classes) == lr
+    assert peak_lr(TrainConfig(lr=0.01), classes) == 0.01
 
 
 def test_resume_extends_a_finished_run_and_replans_the_schedule(scenes64, tmp_path):

@@ -764,7 +764,13 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
     "whole image.",
 )
 @ranged_option("--batch", help="Images per step (the global batch, over every replica).")
-@ranged_option("--lr", help="Peak learning rate (warm-up, then cosine decay).")
+@ranged_option(
+    "--lr",
+    default=None,
+    help="Peak learning rate (warm-up, then cosine decay). Default: "
+    f"{DEFAULTS.lr_per_class:g} · 5 / (4 + classes), ultralytics' rule for short runs "
+    f"({DEFAULTS.lr_per_class:g} for one class); {DEFAULTS.lr:g} with --method window.",
+)
 @ranged_option("--width", help="Channel width multiplier of the backbone.")
 @ranged_option(
     "--lambda-obj",
@@ -975,7 +981,7 @@ def _train_window(options: dict) -> None:
         out=options["out"],
         epochs=options["epochs"],
         batch=options["batch"] if "batch" in given else None,
-        lr=options["lr"],
+        lr=DEFAULTS.lr if options["lr"] is None else options["lr"],
         seed=options["seed"],
         verbose=2,
     )

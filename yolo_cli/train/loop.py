@@ -453,6 +453,7 @@ def build_trainer(
     strategy = select_strategy(cfg.strategy, select_device(cfg.device))
     keras.utils.set_random_seed(cfg.seed)
     train_set, val_set = load_splits(cfg)
+    cfg = replace(cfg, lr=recipe.peak_lr(cfg, len(train_set.names)))
     for line in dict.fromkeys(train_set.problems.lines()):  # both splits' problems
         hooks.on_problem(line)
     if cfg.patience and len(val_set) == 0:

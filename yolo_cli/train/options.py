@@ -22,7 +22,7 @@ _INTS = (
     "heads", "close_mosaic",
 )  # fmt: skip
 _FLOATS = ("lr", "warmup_epochs", "width", "lambda_obj", "minutes", "mosaic")
-_OPTIONAL = ("max_steps", "minutes", "num_anchors")
+_OPTIONAL = ("max_steps", "minutes", "num_anchors", "lr")
 _CHOICES = {"loss": LOSSES, "assign": RULES}
 _RANGES = {"synth_n": LIMITS.synth_scenes}
 
@@ -31,7 +31,8 @@ _RANGES = {"synth_n": LIMITS.synth_scenes}
 class TrainConfig:
     """Everything ``yolo train`` takes. ``data=None`` means the synthetic street scenes
     (``synth_n`` of them); ``img_size`` ``None`` is the ``weights`` model's input size, else
-    :data:`DEFAULTS.img_size`. ``max_steps`` caps the steps of an epoch (quick checks);
+    :data:`DEFAULTS.img_size`; ``lr`` ``None`` is chosen from the class count
+    (:func:`yolo_cli.train.recipe.peak_lr`). ``max_steps`` caps the steps of an epoch (quick checks);
     ``minutes`` is a wall-clock budget that re-plans the epoch count after every epoch;
     ``patience`` stops the run when val mAP@0.5 has not improved for that many epochs (0: off).
 
@@ -51,7 +52,7 @@ class TrainConfig:
     epochs: int = DEFAULTS.epochs
     img_size: int | None = None
     batch: int = DEFAULTS.batch
-    lr: float = DEFAULTS.lr
+    lr: float | None = None
     warmup_epochs: float = DEFAULTS.warmup_epochs
     seed: int = DEFAULTS.seed
     width: float = DEFAULTS.width

@@ -52,6 +52,14 @@ def input_size(cfg, source: ModelMeta | None) -> int:
     return source.img_size if source is not None else DEFAULTS.img_size
 
 
+def peak_lr(cfg, num_classes: int) -> float:
+    """The run's peak learning rate: ``cfg.lr``, else ultralytics' rule for short runs,
+    ``DEFAULTS.lr_per_class · 5 / (4 + num_classes)`` (fewer classes, a larger step)."""
+    if cfg.lr is not None:
+        return cfg.lr
+    return round(DEFAULTS.lr_per_class * 5 / (4 + num_classes), 6)
+
+
 def anchors_per_head(cfg, n_heads: int) -> list[int]:
     """How many of the run's anchors each head gets: ``cfg.num_anchors`` split as evenly as
     possible, finer heads first (default: 5 for one grid, 3 a head for several)."""
