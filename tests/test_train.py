@@ -422,7 +422,7 @@ def test_multiworker_two_local_workers_agree(tiny_synth, tmp_path):
         steps = trainer.steps_per_epoch()
         batches = trainer.batches(0, 0, 1)
         for step in range(steps):
-            trainer.step(*next(batches), learning_rate(step, steps, 1, cfg))
+            trainer.step(*next(batches), learning_rate(step, steps, 1, trainer.cfg))
         np.savez({str(tmp_path)!r} + f"/weights{{task}}.npz", *trainer.model.get_weights())
     """
     procs = []
