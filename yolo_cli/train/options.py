@@ -32,8 +32,8 @@ class TrainConfig:
     """Everything ``yolo train`` takes. ``data=None`` means the synthetic street scenes
     (``synth_n`` of them); ``img_size`` ``None`` is the ``weights`` model's input size, else
     :data:`DEFAULTS.img_size`; ``lr`` ``None`` is chosen from the class count
-    (:func:`yolo_cli.train.recipe.peak_lr`). ``max_steps`` caps the steps of an epoch (quick checks);
-    ``minutes`` is a wall-clock budget that re-plans the epoch count after every epoch;
+    (:func:`yolo_cli.train.recipe.peak_lr`). ``max_steps`` caps the steps of an epoch (quick
+    checks); ``minutes`` is a wall-clock budget that re-plans the epoch count after every epoch;
     ``patience`` stops the run when val mAP@0.5 has not improved for that many epochs (0: off).
 
     The recipe (:mod:`yolo_cli.train.recipe`): ``heads`` grids (1: the course's stride 32; 2:
