@@ -1,5 +1,6 @@
 """The command shell: fast help, one-line errors with exit status 2, device choice."""
 
+import os
 import subprocess
 import sys
 
@@ -25,6 +26,21 @@ def test_help_and_version_do_not_import_tensorflow():
         [sys.executable, "-m", "yolo_cli.cli", "--version"], capture_output=True, text=True
     )
     assert version.returncode == 0 and __version__ in version.stdout
+
+
+@pytest.mark.parametrize("choice, expected", [(None, "True"), ("0", "False"), ("1", "True")])
+def test_onednn_is_on_unless_the_user_turns_it_off(choice, expected):
+    code = (
+        "import yolo_cli, tensorflow\n"
+        "from tensorflow.python.util import _pywrap_util_port\n"
+        "print(_pywrap_util_port.IsMklEnabled())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if choice is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = choice
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == expected
 
 
 def test_user_error_is_one_line_and_status_2(tmp_path):
