@@ -40,27 +40,16 @@ def measure(data: Path, steps: int, images: int, raw_out: Path) -> dict:
     """One process's figures: train step and detect rates, oneDNN's state; writes the shipped
     model's raw outputs on :data:`SAMPLE` to ``raw_out`` (``.npz``)."""
     import numpy as np
-    from bench_pipeline import best, pipeline, plan_heads, train_step
+    from bench_pipeline import best, make_setup, pipeline, train_step
     from tensorflow.python.util import _pywrap_util_port
 
     from yolo_cli.boxes import resize_image
     from yolo_cli.config import DEFAULTS
-    from yolo_cli.data.augment import Augmentation
     from yolo_cli.data.image import read_image
-    from yolo_cli.data.load import load_dataset
     from yolo_cli.inference import Detector
     from yolo_cli.modelfile import model_outputs
 
-    train = load_dataset(data, split="train")
-    heads, rule = plan_heads(train, DEFAULTS.img_size, DEFAULTS.heads)
-    setup = dict(
-        train=train,
-        heads=heads,
-        rule=rule,
-        img_size=DEFAULTS.img_size,
-        batch=DEFAULTS.batch,
-        params=Augmentation(),
-    )
+    setup = make_setup(data, DEFAULTS.img_size, DEFAULTS.heads, DEFAULTS.batch)
     batch_images, targets = next(iter(pipeline(setup, "plain", drop_remainder=True)))
     step = train_step(setup)
 

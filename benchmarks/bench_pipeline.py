@@ -198,21 +198,23 @@ def letterbox_rates(dataset, img_size: int, batch: int, epochs: int) -> dict[str
     return rates
 
 
-def measure(data: Path, args) -> dict:
+def make_setup(data: Path, img_size: int, num_heads: int, batch: int) -> dict:
+    """What :func:`pipeline` and :func:`train_step` need for the train split of ``data``: the
+    split, the heads ``yolo train`` plans, their rule, the input size, the batch and the
+    augmentation parameters."""
     from yolo_cli.data.augment import Augmentation
     from yolo_cli.data.load import load_dataset
     from yolo_cli.data.pipeline import dataset_colour_basis
 
     train = load_dataset(data, split="train")
-    heads, rule = plan_heads(train, args.img_size, args.heads)
-    setup = dict(
-        train=train,
-        heads=heads,
-        rule=rule,
-        img_size=args.img_size,
-        batch=args.batch,
-        params=Augmentation(pca=dataset_colour_basis(train)),
-    )
+    heads, rule = plan_heads(train, img_size, num_heads)
+    params = Augmentation(pca=dataset_colour_basis(train))
+    return dict(train=train, heads=heads, rule=rule, img_size=img_size, batch=batch, params=params)
+
+
+def measure(data: Path, args) -> dict:
+    setup = make_setup(data, args.img_size, args.heads, args.batch)
+    train = setup["train"]
     row = dict(data=f"{data.name} ({len(train)} train images)", train=train)
     for path in PATHS:
         row[path], row[path + " cpu"] = epoch_rate(setup, path, args.epochs)
