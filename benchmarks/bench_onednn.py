@@ -97,7 +97,7 @@ def run_child(flag: str, args, raw_out: Path) -> dict:
 
 
 def main() -> None:
-    from yolo_cli.config import datasets_root
+    from yolo_cli.config import DEFAULTS, datasets_root
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=datasets_root() / "bccd")
@@ -117,9 +117,8 @@ def main() -> None:
         off, on = (run_child(flag, args, raw[flag]) for flag in ("0", "1"))
         with np.load(raw["0"]) as a, np.load(raw["1"]) as b:
             diff = max(float(np.max(np.abs(a[k] - b[k]))) for k in a.files)
-    start = datetime.datetime.now()
     print(
-        f"{start:%Y-%m-%d}, {os.cpu_count()} CPU cores (load average {load_before:.1f} at start, "
+        f"{datetime.date.today()}, {os.cpu_count()} CPU cores (load average {load_before:.1f} at start, "
         f"{os.getloadavg()[0]:.1f} at end); command: {' '.join(sys.argv)}"
     )
     print()
@@ -131,8 +130,12 @@ def main() -> None:
         ("train step, CPU ms/image", "step_cpu", "{:.0f}"),
         ("detect street_1.jpg, shipped model, ms/image (best)", "detect_ms", "{:.1f}"),
         ("detect, CPU ms/image", "detect_cpu", "{:.1f}"),
-        ("detect, batches of 16 (eval's way), ms/image (best)", "batch_ms", "{:.1f}"),
-        ("detect, batches of 16, CPU ms/image", "batch_cpu", "{:.1f}"),
+        (
+            f"detect, batches of {DEFAULTS.batch} (eval's way), ms/image (best)",
+            "batch_ms",
+            "{:.1f}",
+        ),
+        (f"detect, batches of {DEFAULTS.batch}, CPU ms/image", "batch_cpu", "{:.1f}"),
     ]
     for label, key, fmt in rows:
         ratio = on[key] / off[key]
