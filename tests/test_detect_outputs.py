@@ -272,6 +272,25 @@ def test_a_failed_write_is_one_line_and_leaves_no_partial_file(tmp_path, model_f
         assert (read_rgb(out / name).shape) == image.shape
 
 
+def test_a_frame_written_but_not_yet_counted_is_not_a_write_error(tmp_path):
+    """Ctrl-C can land between OpenCV's write of a frame and its count: the finished video then
+    holds one frame more than counted, which is whole, not a failed write."""
+    from yolo_cli.sources import VIDEO, Source
+    from yolo_cli.writers import _VideoOut
+
+    image = cv2.cvtColor(scene(*LANDSCAPE)[0], cv2.COLOR_RGB2BGR)
+    target = tmp_path / "clip.mp4"
+    video = _VideoOut(Source("clip.avi", VIDEO, "clip", ".mp4"), target, 10.0, LANDSCAPE[:2])
+    for _ in range(3):
+        video.write(image)
+    video._writer.write(image)
+    video.finish()
+    capture = cv2.VideoCapture(str(target))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    capture.release()
+    assert files_under(tmp_path) == ["clip.mp4"]
+
+
 def test_frames_lost_in_a_corrupt_video_are_counted(tmp_path, model_file):
     rng = np.random.default_rng(0)
     image, _ = scene(*LANDSCAPE)

@@ -185,15 +185,16 @@ class _VideoOut:
         self.frames += 1
 
     def finish(self) -> None:
-        """Close the file, check that every frame is in it (OpenCV's writer does not report
-        write errors), and move it into place; raises YoloError when it is incomplete."""
+        """Close the file, check that every counted frame is in it (OpenCV's writer does not
+        report write errors), and move it into place; raises YoloError when frames are missing.
+        One frame more than counted is a Ctrl-C that came between a write and its count."""
         import cv2
 
         self._writer.release()
         cap = cv2.VideoCapture(str(self._place.tmp))
         stored = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
         cap.release()
-        if stored != self.frames:
+        if stored < self.frames:
             self._place.discard()
             raise YoloError(
                 f"{self.target}: cannot write video ({stored} of {self.frames} frames "
