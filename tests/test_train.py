@@ -290,11 +290,10 @@ def test_transfer_from_the_coco_model_keeps_its_network_and_what_its_heads_share
     """--weights coco: backbone and neck as converted; heads with anchors from the data whose
     slots, on a real photo, give the p_c, offsets and box sizes of coco's slot of the nearest
     anchor shape, and its person, car, motorbike scores for the scenes' pedestrian, car,
-    motorcycle; --freeze N freezes its first N cfg layers, BatchNorm with them; a step trains
-    (with the default anchor count)."""
+    motorcycle; --freeze N freezes its first N cfg layers, BatchNorm with them."""
     from yolo_cli.boxes import iou_wh
     from yolo_cli.modelfile import load_model, model_path
-    from yolo_cli.train import TrainHooks, build_trainer, train
+    from yolo_cli.train import TrainHooks, build_trainer
 
     source, source_meta = load_model(model_path("coco"))
     cfg = tiny_config(
@@ -335,22 +334,25 @@ def test_transfer_from_the_coco_model_keeps_its_network_and_what_its_heads_share
             np.testing.assert_array_equal(w1, w2)
     frozen = {x.name for x in model.layers if not x.trainable and x.weights}
     assert frozen == {"conv0", "conv0_bn", "conv1", "conv1_bn", "conv2", "conv2_bn"}
-    if num_anchors is None:  # training takes the same path whatever the anchor count
-        assert train(cfg).epochs_done == 1
-        _resume_and_train_from_the_fine_tuned_model(scenes64, tmp_path / "run")
 
 
-def _resume_and_train_from_the_fine_tuned_model(scenes, run):
-    """A run from coco resumes, and a model fine-tuned from coco lends its whole graph and
-    weights (heads too: same data, same anchors, same classes) to a run from it."""
+@pytest.mark.slow
+def test_a_run_from_the_coco_model_trains_resumes_and_lends_its_weights(scenes64, tmp_path):
+    """A step trains from coco, the run resumes, and a model fine-tuned from coco lends its
+    whole graph and weights (heads too: same data, same anchors, same classes) to a run from
+    it."""
     from yolo_cli.modelfile import load_model
-    from yolo_cli.train import TrainHooks, build_trainer, resume
+    from yolo_cli.train import TrainHooks, build_trainer, resume, train
 
+    run = tmp_path / "run"
+    cfg = tiny_config(scenes64, run, weights="coco", freeze=3, img_size=None, epochs=1,
+                      max_steps=1, num_anchors=None)  # fmt: skip
+    assert train(cfg).epochs_done == 1
     assert resume(run, epochs=2).epochs_done == 2
     best, best_meta = load_model(run / "best.keras")
     assert best_meta.extra["darknet"]["cfg"] == "yolo-fastest-1.1-xl.cfg"
     cfg = tiny_config(
-        scenes, run.parent / "again", weights=str(run / "best.keras"), img_size=None,
+        scenes64, tmp_path / "again", weights=str(run / "best.keras"), img_size=None,
         num_anchors=None,
     )  # fmt: skip
     model = build_trainer(cfg, TrainHooks()).model
