@@ -283,6 +283,12 @@ def test_transfer_and_freeze(scenes64, tmp_path):
                 np.testing.assert_array_equal(w1, w2)
 
 
+def _from_coco(scenes, out, num_anchors=None):
+    """A one-step run fine-tuning the coco model at its own input size, first 3 layers frozen."""
+    return tiny_config(scenes, out, weights="coco", freeze=3, img_size=None,
+                       num_anchors=num_anchors, epochs=1, max_steps=1)  # fmt: skip
+
+
 @pytest.mark.parametrize("num_anchors", [None, pytest.param(4, marks=pytest.mark.slow)])
 def test_transfer_from_the_coco_model_keeps_its_network_and_what_its_heads_share(
     scenes64, tmp_path, num_anchors
@@ -296,10 +302,7 @@ def test_transfer_from_the_coco_model_keeps_its_network_and_what_its_heads_share
     from yolo_cli.train import TrainHooks, build_trainer
 
     source, source_meta = load_model(model_path("coco"))
-    cfg = tiny_config(
-        scenes64, tmp_path / "run", weights="coco", freeze=3, img_size=None,
-        num_anchors=num_anchors, epochs=1, max_steps=1,
-    )  # fmt: skip
+    cfg = _from_coco(scenes64, tmp_path / "run", num_anchors)
     notices = []
     trainer = build_trainer(cfg, TrainHooks(on_notice=notices.append))
     meta, model = trainer.meta, trainer.model
@@ -345,9 +348,7 @@ def test_a_run_from_the_coco_model_trains_resumes_and_lends_its_weights(scenes64
     from yolo_cli.train import TrainHooks, build_trainer, resume, train
 
     run = tmp_path / "run"
-    cfg = tiny_config(scenes64, run, weights="coco", freeze=3, img_size=None, epochs=1,
-                      max_steps=1, num_anchors=None)  # fmt: skip
-    assert train(cfg).epochs_done == 1
+    assert train(_from_coco(scenes64, run)).epochs_done == 1
     assert resume(run, epochs=2).epochs_done == 2
     best, best_meta = load_model(run / "best.keras")
     assert best_meta.extra["darknet"]["cfg"] == "yolo-fastest-1.1-xl.cfg"
