@@ -2289,6 +2289,8 @@ TRAIN_BAD_OPTIONS = [
     ("--mosaic", "nan"),
     ("--mosaic", "1.5"),
     ("--close-mosaic", "-1"),
+    ("--val-share", "0"),
+    ("--val-share", "nan"),
     ("--loss", "magic"),
     ("--assign", "magic"),
 ]

@@ -493,6 +493,41 @@ def test_fitness_weighs_the_strict_map_as_yolov8_does(tmp_path):
     ]
 
 
+def test_validation_keeps_to_its_share_of_the_time_and_scores_the_last_epochs():
+    from yolo_cli.train.recipe import validates
+
+    assert validates(1, 100, 0.0, 0.0, 0.1)  # nothing spent on validation yet
+    assert not validates(5, 100, 10.0, 60.0, 0.1)  # 17 % of the time so far
+    assert validates(5, 100, 10.0, 100.0, 0.1)
+    assert validates(99, 100, 50.0, 60.0, 0.1) and validates(100, 100, 50.0, 60.0, 0.1)
+    assert validates(120, 100, 50.0, 60.0, 0.1)  # past a plan that shrank
+    assert validates(7, 100, 50.0, 60.0, 0.1, stop_at=7)  # --patience decides at epoch 7
+    assert not validates(6, 100, 50.0, 60.0, 0.1, stop_at=7)
+    assert validates(6, 100, 60.0, 60.0, 1.0)  # share 1: every epoch
+
+
+def test_epochs_between_validations_go_unscored_and_the_run_says_so(scenes64, tmp_path):
+    from click.testing import CliRunner
+    from train_helpers import cli_args, tiny_options
+
+    from yolo_cli.cli import cli
+    from yolo_cli.train.checkpoint import read_checkpoint
+
+    run = tmp_path / "run"
+    args = cli_args(tiny_options(scenes64, run, epochs=5, max_steps=1, val_share=1e-6))
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if re.match(r"epoch \d/5  loss", line)]
+    unscored = [i + 1 for i, line in enumerate(lines) if line.endswith("not validated")]
+    assert len(lines) == 5 and unscored == [2, 3], result.output
+    rows = [line.split(",") for line in (run / "history.csv").read_text().splitlines()]
+    col = rows[0].index("val_map")
+    assert [math.isnan(float(r[col])) for r in rows[1:]] == [False, True, True, False, False]
+    _, _, state = read_checkpoint(run)
+    assert state.best_epoch in (1, 4, 5) and (run / "best.keras").exists()
+    assert (run / "history.png").stat().st_size > 0
+
+
 def test_mosaics_stop_once_within_the_last_epochs_of_a_moving_plan():
     from yolo_cli.train.recipe import mosaics_stop
 

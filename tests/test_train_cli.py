@@ -67,6 +67,8 @@ BAD_VALUES = [
     ("--minutes", "nan"),
     ("--minutes", "0"),
     ("--patience", "-1"),
+    ("--val-share", "0"),
+    ("--val-share", "1.5"),
 ]
 
 
@@ -87,7 +89,8 @@ def test_the_library_refuses_the_same_values(option, value):
     from yolo_cli.train import TrainConfig
 
     field = FIELDS.get(option, option[2:].replace("-", "_"))
-    number = float(value) if field in ("lr", "width", "lambda_obj", "minutes") else int(value)
+    floats = ("lr", "width", "lambda_obj", "minutes", "val_share")
+    number = float(value) if field in floats else int(value)
     with pytest.raises(YoloError, match=f"^{option} "):
         TrainConfig(**{field: number})
 

@@ -808,6 +808,11 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
     help="Stop when val fitness (0.1·mAP@0.5 + 0.9·mAP@[.5:.95], YOLOv8's) has not improved "
     "for N epochs (0: never); best.keras keeps the best.",
 )
+@ranged_option(
+    "--val-share",
+    help="Share of the training time validation may take: epochs between validations go "
+    "unscored (the last two never do); 1: validate every epoch.",
+)
 @ranged_option("--max-steps", default=None, help="Cap steps per epoch (quick checks).")
 @ranged_option(
     "--minutes",
@@ -945,12 +950,13 @@ class _TrainPrinter:
 
     def epoch_end(self, row: dict, epochs: int) -> None:
         self.close()
-        click.echo(
-            f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.3f}  "
+        val = (
             f"val loss {row['val_loss']:.3f}  val mAP@0.5 {row['val_map50']:.3f}  "
-            f"mAP@[.5:.95] {row['val_map']:.3f}",
-            err=True,
+            f"mAP@[.5:.95] {row['val_map']:.3f}"
+            if math.isfinite(row["val_loss"])
+            else "not validated"
         )
+        click.echo(f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.3f}  {val}", err=True)
 
     def line(self, text: str) -> None:
         # over a progress bar: clear its line first; the bar redraws below on its next update

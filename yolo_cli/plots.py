@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from yolo_cli.fileio import atomic_path
@@ -30,15 +31,17 @@ def _save(fig, path: Path, dpi: int) -> None:
 
 def plot_history(rows: list[dict], path: Path) -> None:
     """Loss (train, val) and validation mAP@0.5 and mAP@[.5:.95] per epoch from
-    ``history.csv`` rows."""
+    ``history.csv`` rows; the val curves join the epochs that were validated."""
     fig, ax = _figure(2, (9, 3.5))
     epochs = [r["epoch"] for r in rows]
+    scored = [r for r in rows if math.isfinite(r["val_loss"])]
+    at = [r["epoch"] for r in scored]
     ax[0].plot(epochs, [r["train_loss"] for r in rows], label="train")
-    ax[0].plot(epochs, [r["val_loss"] for r in rows], label="val")
+    ax[0].plot(at, [r["val_loss"] for r in scored], label="val")
     ax[0].set(xlabel="epoch", ylabel="loss per image", title="loss")
     ax[0].legend()
-    ax[1].plot(epochs, [r["val_map50"] for r in rows], label="mAP@0.5")
-    ax[1].plot(epochs, [r.get("val_map", float("nan")) for r in rows], label="mAP@[.5:.95]")
+    ax[1].plot(at, [r["val_map50"] for r in scored], label="mAP@0.5")
+    ax[1].plot(at, [r.get("val_map", math.nan) for r in scored], label="mAP@[.5:.95]")
     ax[1].set(xlabel="epoch", ylabel="mAP", title="validation mAP", ylim=(0, 1))
     ax[1].legend()
     _save(fig, path, dpi=80)

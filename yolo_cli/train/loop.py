@@ -236,6 +236,11 @@ class Validation:
     map: float
     images: list[tuple[str, np.ndarray]]
 
+    @classmethod
+    def unscored(cls) -> Validation:
+        """No scores: a run without val images, or an epoch not validated."""
+        return cls(math.nan, math.nan, math.nan, [])
+
 
 class Trainer:
     """A run's moving parts — data, network, optimizer, loss, step functions — and the passes
@@ -348,7 +353,7 @@ class Trainer:
         from yolo_cli.metrics import COCO_IOU_THRESHOLDS, evaluate
 
         if len(self.val_set) == 0:
-            return Validation(float("nan"), float("nan"), float("nan"), [])
+            return Validation.unscored()
         total, count = 0.0, 0
         for images, targets in recipe.batches(self.val_set, self.meta, self.cfg, augment=False):
             if stopping():
@@ -737,6 +742,7 @@ class _Loop:
         self.started = time.monotonic()
         self.saved = True  # the state on disk (or none yet) is the state in memory
         self.mosaics_stop: int | None = None
+        self.val_seconds = 0.0  # this session's time in validation
 
     def mosaic_until(self) -> int | None:
         """The epoch from which this session trains without mosaics (``None``: not yet), with a
@@ -784,9 +790,23 @@ class _Loop:
                 return Outcome.STOPPED_NAN, (
                     f"weight {bad} is not finite after epoch {s.epochs_done + 1}"
                 )
-            validation = self.trainer.validate(self.stopping)
+            validation = self.validate()
             if validation is not None:
                 self.end_epoch(validation)
+
+    def validate(self) -> Validation | None:
+        """The epoch's validation, unscored when :func:`recipe.validates` skips it; ``None``
+        when a stop signal cut it short."""
+        s, cfg = self.state, self.trainer.cfg
+        elapsed = time.monotonic() - self.started
+        stop_at = s.best_epoch + cfg.patience if cfg.patience else None
+        epoch = s.epochs_done + 1
+        if not recipe.validates(epoch, s.epochs, self.val_seconds, elapsed, cfg.val_share, stop_at):
+            return Validation.unscored()
+        started = time.monotonic()
+        validation = self.trainer.validate(self.stopping)
+        self.val_seconds += time.monotonic() - started
+        return validation
 
     def train_epoch(self) -> str | None:
         """The epoch's remaining steps, until done or asked to stop; returns why the run must

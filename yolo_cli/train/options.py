@@ -21,7 +21,7 @@ _INTS = (
     "num_anchors", "epochs", "batch", "seed", "freeze", "synth_n", "max_steps", "patience",
     "heads", "close_mosaic",
 )  # fmt: skip
-_FLOATS = ("lr", "warmup_epochs", "width", "lambda_obj", "minutes", "mosaic")
+_FLOATS = ("lr", "warmup_epochs", "width", "lambda_obj", "minutes", "mosaic", "val_share")
 _OPTIONAL = ("max_steps", "minutes", "num_anchors", "lr")
 _CHOICES = {"loss": LOSSES, "assign": RULES}
 _RANGES = {"synth_n": LIMITS.synth_scenes}
@@ -34,7 +34,8 @@ class TrainConfig:
     :data:`DEFAULTS.img_size`; ``lr`` ``None`` is chosen from the class count
     (:func:`yolo_cli.train.recipe.peak_lr`). ``max_steps`` caps the steps of an epoch (quick
     checks); ``minutes`` is a wall-clock budget that re-plans the epoch count after every epoch;
-    ``patience`` stops the run when val mAP@0.5 has not improved for that many epochs (0: off).
+    ``patience`` stops the run when val mAP@0.5 has not improved for that many epochs (0: off);
+    ``val_share`` bounds validation's share of the time (:func:`yolo_cli.train.recipe.validates`).
 
     The recipe (:mod:`yolo_cli.train.recipe`): ``heads`` grids (1: the course's stride 32; 2:
     strides 16 and 32; 3: 8, 16, 32) sharing ``num_anchors`` k-means anchors (``None``: 5 for
@@ -66,6 +67,7 @@ class TrainConfig:
     max_steps: int | None = None
     minutes: float | None = None
     patience: int = DEFAULTS.patience
+    val_share: float = DEFAULTS.val_share
     heads: int = DEFAULTS.heads
     loss: str = DEFAULTS.loss
     assign: str = DEFAULTS.assign

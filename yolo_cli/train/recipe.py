@@ -266,6 +266,25 @@ def fitness(row: dict) -> float:
     return w50 * row.get("val_map50", math.nan) + w * row.get("val_map", math.nan)
 
 
+def validates(
+    epoch: int,
+    planned: int,
+    val_seconds: float,
+    seconds: float,
+    share: float,
+    stop_at: int | None = None,
+) -> bool:
+    """Whether ``epoch`` (1-based) of the ``planned`` epochs is validated: each of the last two
+    is (``best.keras`` is most often one of them, and a ``--minutes`` plan may shrink by one),
+    so is the epoch from which ``--patience`` stops the run without a gain (``stop_at``), and
+    any other while validation has taken at most ``share`` of the session's ``seconds`` so far
+    (``val_seconds`` of them). BCCD's 87 val images took a third of its epochs' time when every
+    epoch was validated."""
+    last = epoch >= planned - 1
+    deciding = stop_at is not None and epoch >= stop_at
+    return last or deciding or val_seconds <= share * seconds
+
+
 def describe_best(map50: float, map_all: float, epoch: int) -> str:
     """``val mAP@0.5 0.612, mAP@[.5:.95] 0.301 (epoch 27)``: the epoch of best fitness."""
     return f"val mAP@0.5 {map50:.3f}, mAP@[.5:.95] {map_all:.3f} (epoch {epoch})"
