@@ -493,17 +493,20 @@ def test_fitness_weighs_the_strict_map_as_yolov8_does(tmp_path):
     ]
 
 
-def test_validation_keeps_to_its_share_of_the_time_and_scores_the_last_epochs():
+def test_validation_keeps_to_its_share_of_the_images_and_scores_the_last_epochs():
     from yolo_cli.train.recipe import validates
 
-    assert validates(1, 100, 0.0, 0.0, 0.1)  # nothing spent on validation yet
-    assert not validates(5, 100, 10.0, 60.0, 0.1)  # 17 % of the time so far
-    assert validates(5, 100, 10.0, 100.0, 0.1)
-    assert validates(99, 100, 50.0, 60.0, 0.1) and validates(100, 100, 50.0, 60.0, 0.1)
-    assert validates(120, 100, 50.0, 60.0, 0.1)  # past a plan that shrank
-    assert validates(7, 100, 50.0, 60.0, 0.1, stop_at=7)  # --patience decides at epoch 7
-    assert not validates(6, 100, 50.0, 60.0, 0.1, stop_at=7)
-    assert validates(6, 100, 60.0, 60.0, 1.0)  # share 1: every epoch
+    # BCCD: 87 val images, 192 training images an epoch, share 0.1
+    scored = [1]  # epoch 1: nothing scored yet
+    for epoch in range(2, 31):
+        if validates(epoch, 100, 87 * len(scored), 192 * epoch, 0.1):
+            scored.append(epoch)
+    assert scored == [1, 5, 9, 13, 17, 21, 25, 29]  # 87 of every 4 · 192 + 87 images
+    assert validates(99, 100, 87 * 40, 192 * 99, 0.1) and validates(100, 100, 87 * 40, 0, 0.1)
+    assert validates(120, 100, 87 * 40, 0, 0.1)  # past a plan that shrank
+    assert validates(7, 100, 87 * 5, 192 * 7, 0.1, stop_at=7)  # --patience decides at epoch 7
+    assert not validates(6, 100, 87 * 5, 192 * 6, 0.1, stop_at=7)
+    assert validates(6, 100, 10**6, 1, 1.0)  # share 1: every epoch
 
 
 def test_epochs_between_validations_go_unscored_and_the_run_says_so(scenes64, tmp_path):

@@ -810,8 +810,8 @@ def export(model: str | None, int8: bool, data: str | None, **options) -> None:
 )
 @ranged_option(
     "--val-share",
-    help="Share of the training time validation may take: epochs between validations go "
-    "unscored (the last two never do); 1: validate every epoch.",
+    help="Validation's share of the images a run passes through the network (about its share "
+    "of the time): epochs between validations go unscored, never the last two; 1: every epoch.",
 )
 @ranged_option("--max-steps", default=None, help="Cap steps per epoch (quick checks).")
 @ranged_option(

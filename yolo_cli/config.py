@@ -55,8 +55,8 @@ class Defaults:
     lr_per_class: float = 2e-3
     width: float = 0.5  # channel multiplier of the backbone (1.0: tiny-YOLO's widths)
     patience: int = 0  # yolo train: epochs without a val fitness gain before stopping; 0: off
-    # yolo train: validation may take this share of a session's time (yolo_cli.train.recipe.
-    # validates); the epochs between are not validated, the last two always are; 1: every epoch
+    # yolo train: val images may be this share of the images a run passes through the network
+    # (yolo_cli.train.recipe.validates); the epochs between go unscored, never the last two
     val_share: float = 0.1
     # best.keras: the epoch of the highest w·(mAP@0.5, mAP@[.5:.95]) on val, YOLOv5/v8's
     # fitness; a few val images make mAP@0.5 alone a noisy pick of loose boxes

@@ -742,7 +742,6 @@ class _Loop:
         self.started = time.monotonic()
         self.saved = True  # the state on disk (or none yet) is the state in memory
         self.mosaics_stop: int | None = None
-        self.val_seconds = 0.0  # this session's time in validation
 
     def mosaic_until(self) -> int | None:
         """The epoch from which this session trains without mosaics (``None``: not yet), with a
@@ -797,16 +796,16 @@ class _Loop:
     def validate(self) -> Validation | None:
         """The epoch's validation, unscored when :func:`recipe.validates` skips it; ``None``
         when a stop signal cut it short."""
-        s, cfg = self.state, self.trainer.cfg
-        elapsed = time.monotonic() - self.started
+        s, trainer = self.state, self.trainer
+        cfg, epoch = trainer.cfg, s.epochs_done + 1
+        scored = len(trainer.val_set) * sum(
+            math.isfinite(r.get("val_loss", math.nan)) for r in s.history
+        )
+        seen = epoch * trainer.steps_per_epoch() * cfg.batch
         stop_at = s.best_epoch + cfg.patience if cfg.patience else None
-        epoch = s.epochs_done + 1
-        if not recipe.validates(epoch, s.epochs, self.val_seconds, elapsed, cfg.val_share, stop_at):
+        if not recipe.validates(epoch, s.epochs, scored, seen, cfg.val_share, stop_at):
             return Validation.unscored()
-        started = time.monotonic()
-        validation = self.trainer.validate(self.stopping)
-        self.val_seconds += time.monotonic() - started
-        return validation
+        return trainer.validate(self.stopping)
 
     def train_epoch(self) -> str | None:
         """The epoch's remaining steps, until done or asked to stop; returns why the run must

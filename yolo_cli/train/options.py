@@ -35,7 +35,7 @@ class TrainConfig:
     (:func:`yolo_cli.train.recipe.peak_lr`). ``max_steps`` caps the steps of an epoch (quick
     checks); ``minutes`` is a wall-clock budget that re-plans the epoch count after every epoch;
     ``patience`` stops the run when val mAP@0.5 has not improved for that many epochs (0: off);
-    ``val_share`` bounds validation's share of the time (:func:`yolo_cli.train.recipe.validates`).
+    ``val_share`` bounds validation's share of the work (:func:`yolo_cli.train.recipe.validates`).
 
     The recipe (:mod:`yolo_cli.train.recipe`): ``heads`` grids (1: the course's stride 32; 2:
     strides 16 and 32; 3: 8, 16, 32) sharing ``num_anchors`` k-means anchors (``None``: 5 for

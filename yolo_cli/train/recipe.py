@@ -269,20 +269,24 @@ def fitness(row: dict) -> float:
 def validates(
     epoch: int,
     planned: int,
-    val_seconds: float,
-    seconds: float,
+    scored: int,
+    seen: int,
     share: float,
     stop_at: int | None = None,
 ) -> bool:
     """Whether ``epoch`` (1-based) of the ``planned`` epochs is validated: each of the last two
     is (``best.keras`` is most often one of them, and a ``--minutes`` plan may shrink by one),
     so is the epoch from which ``--patience`` stops the run without a gain (``stop_at``), and
-    any other while validation has taken at most ``share`` of the session's ``seconds`` so far
-    (``val_seconds`` of them). BCCD's 87 val images took a third of its epochs' time when every
-    epoch was validated."""
+    any other while the val images scored so far (``scored``) are at most ``share`` of all the
+    images the run has passed through the network (``seen`` training images by this epoch's
+    end, and ``scored``). A val image costs about what a training image does on a CPU (two
+    forward passes, loss and detections, against one forward and one backward), so ``share``
+    bounds validation's share of the time; BCCD's 87 val images took a third of its epochs'
+    time when every epoch was validated. Counts, not seconds: the same run, resumed or not,
+    scores the same epochs."""
     last = epoch >= planned - 1
     deciding = stop_at is not None and epoch >= stop_at
-    return last or deciding or val_seconds <= share * seconds
+    return last or deciding or scored <= share * (seen + scored)
 
 
 def describe_best(map50: float, map_all: float, epoch: int) -> str:
