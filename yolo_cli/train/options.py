@@ -34,7 +34,7 @@ class TrainConfig:
     :data:`DEFAULTS.img_size`; ``lr`` ``None`` is chosen from the class count
     (:func:`yolo_cli.train.recipe.peak_lr`). ``max_steps`` caps the steps of an epoch (quick
     checks); ``minutes`` is a wall-clock budget that re-plans the epoch count after every epoch;
-    ``patience`` stops the run when val mAP@0.5 has not improved for that many epochs (0: off);
+    ``patience`` stops the run when val fitness has not improved for that many epochs (0: off);
     ``val_share`` bounds validation's share of the work (:func:`yolo_cli.train.recipe.validates`).
 
     The recipe (:mod:`yolo_cli.train.recipe`): ``heads`` grids (1: the course's stride 32; 2:
