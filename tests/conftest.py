@@ -1,3 +1,26 @@
 import os
+import shutil
+
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """A run of one epoch of one step on tiny synthetic scenes (tests change copies of it:
+    :func:`run_copy`)."""
+    from train_helpers import tiny_config, write_tiny_scenes
+
+    from yolo_cli.train import train
+
+    scenes = write_tiny_scenes(tmp_path_factory.mktemp("finished-scenes") / "scenes")
+    out = tmp_path_factory.mktemp("runs") / "done"
+    train(tiny_config(scenes, out, epochs=1, max_steps=1))
+    return out
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A copy of :func:`finished_run` this test may change."""
+    return shutil.copytree(finished_run, tmp_path / "run")

@@ -5,7 +5,6 @@ import json
 import math
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -34,16 +33,6 @@ def tiny_synth(tmp_path_factory):
 @pytest.fixture(scope="module")
 def scenes64(tmp_path_factory):
     return write_tiny_scenes(tmp_path_factory.mktemp("synth64") / "scenes")
-
-
-@pytest.fixture(scope="module")
-def one_epoch_run(scenes64, tmp_path_factory):
-    """A finished run of one epoch of one step on :func:`scenes64` (copy it before changing it)."""
-    from yolo_cli.train import train
-
-    run = tmp_path_factory.mktemp("one-epoch") / "run"
-    train(tiny_config(scenes64, run, epochs=1, max_steps=1))
-    return run
 
 
 def small_config(data, out, **kw):
@@ -260,11 +249,10 @@ def _poisoned(run_dir: Path, layer_weight: str) -> bytes:
         ("block3_bn/moving_variance", "weight block3_bn/moving_variance is not finite"),
     ],
 )
-def test_non_finite_loss_or_weights_never_reach_a_checkpoint(one_epoch_run, tmp_path, weight, says):
+def test_non_finite_loss_or_weights_never_reach_a_checkpoint(run_copy, weight, says):
     from yolo_cli.train import Outcome, resume
 
-    run = tmp_path / "run"
-    shutil.copytree(one_epoch_run, run)
+    run = run_copy
     before = _poisoned(run, weight)
     best = (run / "best.keras").read_bytes()
     result = resume(run, epochs=3)

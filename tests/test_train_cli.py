@@ -5,7 +5,6 @@ Ctrl-C and SIGTERM saving the run."""
 import math
 import os
 import re
-import shutil
 import signal
 import threading
 import time
@@ -22,23 +21,6 @@ from yolo_cli.errors import YoloError
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
     return write_tiny_scenes(tmp_path_factory.mktemp("scenes") / "scenes")
-
-
-@pytest.fixture(scope="module")
-def finished_run(scenes, tmp_path_factory):
-    """A run of one epoch of one step."""
-    from train_helpers import tiny_config
-
-    from yolo_cli.train import train
-
-    out = tmp_path_factory.mktemp("runs") / "done"
-    train(tiny_config(scenes, out, epochs=1, max_steps=1))
-    return out
-
-
-@pytest.fixture
-def run_copy(finished_run, tmp_path):
-    return shutil.copytree(finished_run, tmp_path / "run")
 
 
 def invoke(args):
