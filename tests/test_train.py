@@ -670,13 +670,18 @@ def test_too_few_boxes_names_the_dataset(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_tensorboard_events(scenes64, tmp_path):
+def test_tensorboard_events(scenes64, tmp_path, monkeypatch):
+    """Scalars every epoch; validation images only at the epochs that gave ``best.keras`` (the
+    fitness is scripted so that the second epoch does not improve on the first)."""
     import tensorflow as tf
     from tensorflow.core.util import event_pb2
 
-    from yolo_cli.train import train
+    from yolo_cli.train import recipe, train
 
-    train(tiny_config(scenes64, tmp_path / "run"))
+    scripted = {1: 0.2, 2: 0.1, 3: 0.3}
+    monkeypatch.setattr(recipe, "fitness", lambda row: scripted[row["epoch"]])
+    result = train(tiny_config(scenes64, tmp_path / "run", epochs=3, val_share=1.0))
+    assert result.best_epoch == 3
     events = list((tmp_path / "run").glob("events.out.tfevents.*"))
     assert len(events) == 1
     seen: dict[str, list] = {}
@@ -695,15 +700,15 @@ def test_tensorboard_events(scenes64, tmp_path):
         "val/mAP",
     )
     for tag in tags:
-        assert [(s, p) for s, p, _ in seen[tag]] == [(1, "scalars"), (2, "scalars")], tag
-    assert [s for s, _, _ in seen["train/loss_step"]] == [1, 2, 3, 4]
+        assert [(s, p) for s, p, _ in seen[tag]] == [(e, "scalars") for e in (1, 2, 3)], tag
+    assert [s for s, _, _ in seen["train/loss_step"]] == [1, 2, 3, 4, 5, 6]
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
     for column, tag in ((-2, "val/mAP50"), (-1, "val/mAP")):
         written = [float(line.split(",")[column]) for line in history[1:]]
         logged = [tf.make_ndarray(t) for _, _, t in seen[tag]]
         np.testing.assert_allclose(logged, written, rtol=1e-5)
     images = seen["val/images/0"]
-    assert [(s, p) for s, p, _ in images] == [(1, "images"), (2, "images")]
+    assert [(s, p) for s, p, _ in images] == [(1, "images"), (3, "images")]
     width, height, png = tf.make_ndarray(images[0][2])
     assert (int(width), int(height)) == (TINY, TINY)
     assert tf.io.decode_png(png).shape == (TINY, TINY, 3)

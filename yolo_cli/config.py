@@ -65,7 +65,7 @@ class Defaults:
     device: str = "auto"  # a GPU when there is one (yolo_cli.device)
     strategy: str = "auto"  # mirrored over several GPUs, else none (yolo_cli.device)
     method: str = "yolo"  # detect, eval: the detector (or a sliding-window baseline)
-    board_images: int = 4  # validation images with predictions in TensorBoard, per epoch
+    board_images: int = 4  # validation images with predictions in TensorBoard, per best epoch
     # the training recipe (yolo_cli.train.recipe; README "Training" says why each)
     # 1: the course's stride-32 grid; 2: strides 16 and 32; 3: 8, 16, 32 (YOLOv8's P3–P5)
     heads: int = 3

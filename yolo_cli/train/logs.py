@@ -5,7 +5,8 @@ The event files are written with TensorFlow's own summary writer (``tf.summary.w
 scalar and image plugins' metadata, which needs no TensorBoard package to write; viewing them
 does). Tags: ``train/loss`` and one ``train/<part>`` per loss part, ``train/lr``, ``val/loss``,
 ``val/mAP50`` per epoch; ``train/loss_step`` per training step (global step); ``val/images``:
-a few validation images with the predictions above the detection threshold drawn.
+a few validation images with the predictions above the detection threshold drawn, at each epoch
+that gave ``best.keras`` (the step shows which weights it holds).
 """
 
 from __future__ import annotations

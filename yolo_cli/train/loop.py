@@ -862,7 +862,8 @@ class _Loop:
                     trainer.save_best(self.run_dir)
                 self.save()
                 write_history(self.run_dir, s.history, recipe.LOSS_PARTS)
-            self.board.epoch(row, recipe.LOSS_PARTS, validation.images)
+            shown = validation.images if improved else []
+            self.board.epoch(row, recipe.LOSS_PARTS, shown)
         self.saved = True
         self.hooks.on_epoch_end(row, s.epochs)
 
