@@ -67,8 +67,10 @@ class Defaults:
     method: str = "yolo"  # detect, eval: the detector (or a sliding-window baseline)
     board_images: int = 4  # validation images with predictions in TensorBoard, per best epoch
     # the training recipe (yolo_cli.train.recipe; README "Training" says why each)
-    # 1: the course's stride-32 grid; 2: strides 16 and 32; 3: 8, 16, 32 (YOLOv8's P3–P5)
-    heads: int = 3
+    # 1: the course's stride-32 grid; 2: strides 16 and 32; 3: 8, 16, 32 (YOLOv8's P3–P5).
+    # 2: the stride-8 grid costs a third of the training images a second, and in a time budget
+    # those epochs weigh more than its gain on small objects (benchmarks/README.md, 2026-12-04)
+    heads: int = 2
     anchors_per_head: int = 3  # with several heads (one head: num_anchors)
     loss: str = "iou"  # or "course" (yolo_cli.loss)
     assign: str = "ratio"  # or "best", the course's (yolo_cli.targets)
