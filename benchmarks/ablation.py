@@ -3,21 +3,22 @@ each run a ``train_real.py`` training of the same wall-clock budget, next to YOL
 same way (``yolov8_reference.py``).
 
     .venv/bin/python benchmarks/ablation.py --venv /tmp/uvenv [--datasets raccoon bccd highway]
-        [--minutes 30] [--variants course ratio iou mosaic ema default heads3 spp]
+        [--minutes 30] [--variants course ratio iou mosaic ema heads2 heads3 default spp]
         [--runs runs/ablation]
 
 Runs what is missing (one training at a time; a run whose report exists is kept), then prints
 one markdown table: test mAP@0.5 and mAP@[.5:.95] per dataset and variant, with epochs
-trained, and the reference row. The variants, cumulative (each adds one change to the one
-before; ``default`` is ``yolo train``'s recipe, ``heads3`` and ``spp`` candidates beyond it):
+trained, and the reference row. The variants, cumulative up to ``heads3`` (each adds one change
+to the one before), then ``yolo train``'s recipe and a candidate beyond it:
 
 - ``course``: one stride-32 grid, the course's loss, one slot per object, no mosaic, no EMA;
 - ``ratio``: + neighbour cells and every anchor within 4× (``--assign ratio``);
 - ``iou``: + the IoU-aware loss (``--loss iou``);
 - ``mosaic``: + mosaics of four (``--mosaic 1``);
 - ``ema``: + the moving average of the weights (``--ema``);
-- ``default``: + the stride-16 grid (``--heads 2``), ``yolo train``'s recipe;
+- ``heads2``: + the stride-16 grid (``--heads 2``);
 - ``heads3``: + the stride-8 grid (``--heads 3``);
+- ``default``: ``heads2`` without mosaics (``--mosaic 0``), ``yolo train``'s recipe;
 - ``spp``: the default + spatial pyramid pooling of the stride-32 features (``--spp``).
 
 ``--collect`` only prints the table of the runs already there.
@@ -39,9 +40,10 @@ VARIANTS = {
     "ratio": _COURSE[:2] + ["assign=ratio"] + _COURSE[3:],
     "iou": ["heads=1", "loss=iou", "assign=ratio", "mosaic=0", "ema=false"],
     "mosaic": ["heads=1", "loss=iou", "assign=ratio", "mosaic=1", "ema=false"],
-    "ema": ["heads=1"],
+    "ema": ["heads=1", "mosaic=1"],
+    "heads2": ["mosaic=1"],
+    "heads3": ["heads=3", "mosaic=1"],
     "default": [],
-    "heads3": ["heads=3"],
     "spp": ["spp=true"],
 }
 LABELS = {
@@ -50,8 +52,9 @@ LABELS = {
     "iou": "+ IoU-aware loss (`--loss iou`)",
     "mosaic": "+ mosaic (`--mosaic 1`)",
     "ema": "+ moving average of the weights (`--ema`)",
-    "default": "+ stride-16 grid (`--heads 2`) = `yolo train`'s default",
+    "heads2": "+ stride-16 grid (`--heads 2`)",
     "heads3": "+ stride-8 grid (`--heads 3`)",
+    "default": "the stride-16 row without mosaics (`--mosaic 0`) = `yolo train`'s default",
     "spp": "the default + spatial pyramid pooling (`--spp`)",
 }
 HERE = Path(__file__).resolve().parent

@@ -28,7 +28,10 @@ from pathlib import Path
 import yaml
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_ROW = re.compile(r"^\s*(\S.*?)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+_NUMBER = r"(\d+(?:\.\d*)?(?:e[-+]?\d+)?)"  # 0.568, 0, 4.82e-05 (a class barely found)
+_ROW = re.compile(
+    rf"^\s*(\S.*?)\s+(\d+)\s+(\d+)\s+{_NUMBER}\s+{_NUMBER}\s+{_NUMBER}\s+{_NUMBER}\s*$"
+)
 
 
 def run(command: list[str], log: Path, env: dict | None = None) -> str:

@@ -181,6 +181,7 @@ def test_hooks_report_the_run_and_the_result_is_typed(scenes64, tmp_path):
         heads=1,
         assign="best",
         loss="course",
+        mosaic=1.0,
         close_mosaic=1,
     )
     before = asdict(cfg)

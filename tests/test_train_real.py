@@ -72,6 +72,7 @@ YOLOv8n summary (fused): 72 layers, 3,006,233 parameters, 0 gradients, 8.1 GFLOP
              Platelets         61         69      0.619      0.609      0.568      0.271
                    RBC         72        805      0.673      0.725      0.808      0.553
                    WBC         71         71      0.941      0.986      0.976      0.661
+             motorbike         18         23          0          0   0.000226   4.82e-05
 Speed: 0.5ms preprocess, 30.1ms inference, 0.0ms loss, 1.2ms postprocess per image
 """
 
@@ -83,7 +84,8 @@ def test_reference_reads_the_validator_table():
     finally:
         sys.path.remove(str(BENCHMARKS))
     rows = validator_rows(ULTRALYTICS_VAL)
-    assert list(rows) == ["all", "Platelets", "RBC", "WBC"]
+    assert list(rows) == ["all", "Platelets", "RBC", "WBC", "motorbike"]
+    assert (rows["motorbike"]["precision"], rows["motorbike"]["ap"]) == (0.0, 4.82e-05)
     assert rows["all"]["ap50"] == 0.784 and rows["all"]["ap"] == 0.495
     assert rows["Platelets"] == {
         "images": 61, "instances": 69, "precision": 0.619, "recall": 0.609,

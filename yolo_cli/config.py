@@ -33,7 +33,9 @@ class Defaults:
     # at least min_box_px wide and tall; what shows of any other object is painted grey
     min_visible: float = 0.25
     min_box_px: float = 2.0
-    mosaic_p: float = 1.0  # share of training images made a mosaic of 4 (YOLOv5/v8: all)
+    # share of training images made a mosaic of 4 (YOLOv5/v8: all); off: left out of the
+    # default, 30 CPU minutes scored better without them (benchmarks/README.md, 2026-12-04)
+    mosaic_p: float = 0.0
     aug_scale: tuple[float, float] = (0.5, 1.5)  # each image's random scale (YOLOv5: 1 ± 0.5)
     mosaic_centre: tuple[float, float] = (0.25, 0.75)  # where the 4 tiles meet, share of a side
     image_cache_mb: int = 1024  # decoded training images an input pipeline keeps in memory

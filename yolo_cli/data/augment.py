@@ -56,9 +56,10 @@ class Augmentation:
       shows and its clipped box is at least ``min_box`` input pixels wide and tall.
     erase_dropped: paint what shows of every other object grey (outside the kept boxes).
 
-    Defaults, for real data: mosaic on every image and scale 0.5–1.5 as YOLOv5 and YOLOv8
-    train (with mosaic off for the last epochs, which the pipeline's ``mosaic_until_epoch``
-    allows); a mosaic shows about a quarter of each image, so objects are cut often, and a
+    Defaults, for real data: scale 0.5–1.5 as YOLOv5 and YOLOv8 train, and no mosaics
+    (``DEFAULTS.mosaic_p`` says why). Where mosaics are asked for (YOLOv5 and YOLOv8 make
+    every image one, off for the last epochs, which the pipeline's ``mosaic_until_epoch``
+    allows), a mosaic shows about a quarter of each image, so objects are cut often, and a
     quarter of an object (a head, a wheel) is labelled rather than erased. HSV strengths are
     YOLOv5's.
     """
