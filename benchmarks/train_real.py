@@ -90,6 +90,15 @@ def parse_sets(pairs: list[str]) -> dict:
     return out
 
 
+def train_option(field: str, value) -> str:
+    """The ``yolo train`` option that sets TrainConfig ``field`` to ``value``: ``--img-size
+    128``; a switch as ``--ema`` or ``--no-ema``."""
+    name = field.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no-{name}"
+    return f"--{name} {value}"
+
+
 def slot_statistics(model_path: Path, samples, cfg) -> dict:
     """What the network at ``model_path`` predicts at the slots the targets assign, on
     ``samples`` letterboxed (no augmentation)."""
@@ -282,7 +291,7 @@ def benchmark(args) -> None:
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     changed = {k: v for k, v in dataclasses.asdict(cfg).items()
                if v != getattr(TrainConfig(), k) and k not in ("data", "out", "minutes")}  # fmt: skip
-    sets = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
+    sets = " ".join(train_option(k, v) for k, v in changed.items())
     print(
         f"same training as: yolo train --data {cfg.data} --minutes {cfg.minutes:g} {sets}".rstrip()
     )

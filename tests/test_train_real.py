@@ -31,7 +31,7 @@ def test_tiny_budget_report_matches_the_run_files(tmp_path):
     ref_file = tmp_path / "reference.json"
     ref_file.write_text(json.dumps(reference))
     out = tmp_path / "run"
-    sets = ["img_size=128", "width=0.25", "batch=8", "max_steps=3"]
+    sets = ["img_size=128", "width=0.25", "batch=8", "max_steps=3", "ema=false"]
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "train_real.py"), "--data", str(RACCOON),
          "--minutes", "0.15", "--reference", str(ref_file), "--diagnose", "1", "--out", str(out),
@@ -57,7 +57,7 @@ def test_tiny_budget_report_matches_the_run_files(tmp_path):
     assert cells(text, "training wall time, train()")[2] == "100 s"
     assert cells(text, "peak resident memory (training + evaluation)")[2] == "999 MiB"
     assert cells(text, "images seen (steps × batch)")[1] == str(len(history) * 3 * 8)
-    assert "--max-steps 3" in text and "--img-size 128" in text
+    assert "--max-steps 3" in text and "--img-size 128" in text and "--no-ema" in text
     # the diagnosis: one row per epoch (every 1) and the augmentation's view
     assert len(cells(text, "1")) == 6 and float(cells(text, "1")[1]) >= 1
     assert float(cells(text, "letterboxed")[1]) == pytest.approx(1.08, abs=0.05)
