@@ -93,10 +93,12 @@ def parse_sets(pairs: list[str]) -> dict:
 def train_option(field: str, value) -> str:
     """The ``yolo train`` option that sets TrainConfig ``field`` to ``value``: ``--img-size
     128``; a switch as ``--ema`` or ``--no-ema``."""
-    name = field.replace("_", "-")
+    from yolo_cli.train.options import option_name
+
+    name = option_name(field)
     if isinstance(value, bool):
-        return f"--{name}" if value else f"--no-{name}"
-    return f"--{name} {value}"
+        return name if value else f"--no-{name.removeprefix('--')}"
+    return f"{name} {value}"
 
 
 def slot_statistics(model_path: Path, samples, cfg) -> dict:
