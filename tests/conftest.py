@@ -4,6 +4,13 @@ import shutil
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# each of pytest-xdist's workers (and the yolo processes its tests start) takes its share of the
+# cores for TensorFlow's op threads: more threads than cores only wait on one another
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault(
+        "TF_NUM_INTRAOP_THREADS",
+        str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Interrupts and resumes are exact: a run stopped by SIGINT, SIGTERM and SIGKILL at random
-moments and resumed each time ends with the weights, best model and history of a run never
+moments (exit 130, 143 and -9, the summary saying which, no traceback) and resumed each
+time ends with the weights, best model and history of a run never
 stopped, bit for bit, and leaves no temporary files behind."""
 
 import os
@@ -11,11 +12,13 @@ import pytest
 from train_helpers import assert_bit_equal, cli_args, leftovers, tiny_options, write_tiny_scenes
 
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}
+SAYS = {signal.SIGINT: "interrupted: ", signal.SIGTERM: "terminated: "}  # the summary line
 
 
 def _finish(proc, timeout=600) -> tuple[int, str]:
-    _, err = proc.communicate(timeout=timeout)
-    return proc.returncode, err
+    """The exit status and the output, stdout then stderr."""
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out + err
 
 
 @pytest.mark.slow
@@ -48,6 +51,7 @@ def test_resume_after_sigint_sigterm_and_sigkill_at_random_moments_is_exact(tmp_
         if code == 0:
             break
         assert "Traceback" not in err, f"seed {seed}: {err[-3000:]}"
+        assert SAYS.get(signum, "") in err, f"seed {seed}: {err[-3000:]}"
         proc, started = yolo_process(["train", "--resume", str(cut)]), time.monotonic()
     else:
         code, err = _finish(proc)
