@@ -280,6 +280,7 @@ def test_both_console_scripts_are_declared_and_installed():
     assert done.returncode == 0 and done.stdout.startswith("Usage: yolo-cli [OPTIONS] COMMAND")
 
 
+@pytest.mark.slow
 def test_detect_prints_one_line_on_stderr_and_debug_shows_more(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
     run = [script("yolo"), "detect", str(SAMPLE), "--out", str(tmp_path / "run")]

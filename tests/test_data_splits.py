@@ -218,6 +218,7 @@ def test_generating_the_default_dataset_logs_one_line_once(tmp_path, monkeypatch
         assert caplog.records == []
 
 
+@pytest.mark.slow
 def test_cli_prints_the_generation_line_on_the_first_run_only(tmp_path, monkeypatch):
     """``yolo anchors`` without a dataset generates the default (2,000 scenes) into the cache."""
     monkeypatch.setenv("YOLO_CLI_CACHE", str(tmp_path))

@@ -59,6 +59,7 @@ class Recorder:
         return [c[1:] for c in self.calls if c[0] == name]
 
 
+@pytest.mark.slow
 def test_overfits_one_small_batch(tiny_synth):
     import keras
     import tensorflow as tf
@@ -210,6 +211,7 @@ def test_hooks_report_the_run_and_the_result_is_typed(scenes64, tmp_path):
         assert any(n.startswith(f"targets drop {result.dropped_boxes[0]} of") for n in notices)
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_and_bad_resume(scenes64, tmp_path):
     from yolo_cli.train import resume, train
 
@@ -509,6 +511,7 @@ def test_validation_keeps_to_its_share_of_the_images_and_scores_the_last_epochs(
     assert validates(6, 100, 10**6, 1, 1.0)  # share 1: every epoch
 
 
+@pytest.mark.slow
 def test_epochs_between_validations_go_unscored_and_the_run_says_so(scenes64, tmp_path):
     from click.testing import CliRunner
     from train_helpers import cli_args, tiny_options
@@ -578,6 +581,7 @@ def test_the_training_stream_restarts_without_mosaics_where_they_stop(scenes64):
     assert not np.array_equal(direct(1), direct(None))
 
 
+@pytest.mark.slow
 def test_wall_clock_budget_sets_the_epoch_count(scenes64, tmp_path):
     from yolo_cli.train import train
     from yolo_cli.train.checkpoint import read_checkpoint
@@ -600,6 +604,7 @@ def test_the_peak_learning_rate_follows_the_class_count_unless_given(classes, lr
     assert peak_lr(TrainConfig(lr=0.01), classes) == 0.01
 
 
+@pytest.mark.slow
 def test_resume_extends_a_finished_run_and_replans_the_schedule(scenes64, tmp_path):
     from yolo_cli.train import Outcome, learning_rate, resume, train
 
@@ -626,6 +631,7 @@ def test_resume_extends_a_finished_run_and_replans_the_schedule(scenes64, tmp_pa
     assert first.best_map50 is not None
 
 
+@pytest.mark.slow
 def test_patience_stops_a_run_that_does_not_improve(scenes64, tmp_path):
     from yolo_cli.config import DEFAULTS
     from yolo_cli.modelfile import read_meta
@@ -671,6 +677,7 @@ def test_too_few_boxes_names_the_dataset(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_tensorboard_events(scenes64, tmp_path, monkeypatch):
     """Scalars every epoch; validation images only at the epochs that gave ``best.keras`` (the
     fitness is scripted so that the second epoch does not improve on the first)."""
