@@ -1,7 +1,7 @@
 """Interrupts and resumes are exact: a run stopped by SIGINT, SIGTERM and SIGKILL at random
-moments (exit 130, 143 and -9, the summary saying which, no traceback) and resumed each
-time ends with the weights, best model and history of a run never
-stopped, bit for bit, and leaves no temporary files behind."""
+moments (exit 130, 143 and -9, the summary saying which, no traceback) and resumed each time
+ends with the weights, best model and history of a run never stopped, bit for bit, and leaves
+no temporary files behind."""
 
 import os
 import random
@@ -30,8 +30,8 @@ def test_resume_after_sigint_sigterm_and_sigkill_at_random_moments_is_exact(tmp_
     data = write_tiny_scenes(tmp_path / "scenes")
     options = tiny_options(data, epochs=6, max_steps=3)
     reference, cut = tmp_path / "reference", tmp_path / "cut"
-    code, err = _finish(yolo_process([*cli_args(options), "--out", str(reference)]))
-    assert code == 0, err[-3000:]
+    code, output = _finish(yolo_process([*cli_args(options), "--out", str(reference)]))
+    assert code == 0, output[-3000:]
 
     proc = yolo_process([*cli_args(options), "--out", str(cut)])
     started = time.monotonic()
@@ -45,17 +45,17 @@ def test_resume_after_sigint_sigterm_and_sigkill_at_random_moments_is_exact(tmp_
             time.sleep(max(0.0, rng.uniform(1.5, 10) - (time.monotonic() - started)))
         if proc.poll() is None:
             proc.send_signal(signum)
-        code, err = _finish(proc)
+        code, output = _finish(proc)
         log.append((signum.name, code))
-        assert code in (EXIT[signum], 0), f"seed {seed}, {log}: {err[-3000:]}"
+        assert code in (EXIT[signum], 0), f"seed {seed}, {log}: {output[-3000:]}"
         if code == 0:
             break
-        assert "Traceback" not in err, f"seed {seed}: {err[-3000:]}"
-        assert SAYS.get(signum, "") in err, f"seed {seed}: {err[-3000:]}"
+        assert "Traceback" not in output, f"seed {seed}: {output[-3000:]}"
+        assert SAYS.get(signum, "") in output, f"seed {seed}: {output[-3000:]}"
         proc, started = yolo_process(["train", "--resume", str(cut)]), time.monotonic()
     else:
-        code, err = _finish(proc)
-        assert code == 0, f"seed {seed}, {log}: {err[-3000:]}"
+        code, output = _finish(proc)
+        assert code == 0, f"seed {seed}, {log}: {output[-3000:]}"
 
     context = f"seed {seed}, signals and exit codes {log}"
     for name in ("last.keras", "best.keras"):
